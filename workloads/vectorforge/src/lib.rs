@@ -1,0 +1,1 @@
+//! vectorforge: the vector database engine behind VectorCollection.
