@@ -1,1 +1,14 @@
 //! vectorforge: the vector database engine behind VectorCollection.
+//!
+//! One shard of a collection: vectors in memory-mapped storage, an HNSW graph,
+//! JSON payloads with a roaring-bitmap payload index, Qdrant-style filters, and
+//! durability through a write-ahead log plus atomic snapshots.
+
+pub mod distance;
+pub mod error;
+pub mod hnsw;
+pub mod storage;
+pub mod types;
+
+pub use error::{Error, Result};
+pub use types::*;

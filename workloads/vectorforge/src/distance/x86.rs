@@ -1,0 +1,153 @@
+//! x86_64 kernels: AVX2+FMA (8 lanes, four accumulators) and AVX-512F (16 lanes,
+//! masked tail). The safe wrappers are only handed out by `detect` after the
+//! CPU reported the features, which is what makes calling them sound.
+
+use std::arch::x86_64::*;
+
+use super::Kernels;
+
+pub fn detect() -> Vec<Kernels> {
+    let mut v = Vec::new();
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        v.push(Kernels {
+            name: "avx2+fma",
+            dot: dot_avx2,
+            neg_dot: neg_dot_avx2,
+            l2sq: l2sq_avx2,
+            l1: l1_avx2,
+        });
+    }
+    if is_x86_feature_detected!("avx512f") {
+        v.push(Kernels {
+            name: "avx512f",
+            dot: dot_avx512,
+            neg_dot: neg_dot_avx512,
+            l2sq: l2sq_avx512,
+            l1: l1_avx512,
+        });
+    }
+    v
+}
+
+// SAFETY (all wrappers below): only reachable through `detect`, which checked the
+// CPU features; the kernels read `min(a.len(), b.len())` elements of each slice.
+fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    unsafe { avx2_kernel::<0>(a, b) }
+}
+fn neg_dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    -unsafe { avx2_kernel::<0>(a, b) }
+}
+fn l2sq_avx2(a: &[f32], b: &[f32]) -> f32 {
+    unsafe { avx2_kernel::<1>(a, b) }
+}
+fn l1_avx2(a: &[f32], b: &[f32]) -> f32 {
+    unsafe { avx2_kernel::<2>(a, b) }
+}
+fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+    unsafe { avx512_kernel::<0>(a, b) }
+}
+fn neg_dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+    -unsafe { avx512_kernel::<0>(a, b) }
+}
+fn l2sq_avx512(a: &[f32], b: &[f32]) -> f32 {
+    unsafe { avx512_kernel::<1>(a, b) }
+}
+fn l1_avx512(a: &[f32], b: &[f32]) -> f32 {
+    unsafe { avx512_kernel::<2>(a, b) }
+}
+
+/// KIND: 0 = dot, 1 = squared L2, 2 = L1.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_kernel<const KIND: u8>(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let sign = _mm256_set1_ps(-0.0);
+    let step = |acc: __m256, i: usize| -> __m256 {
+        // SAFETY: callers keep i + 8 <= n.
+        let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
+        match KIND {
+            0 => _mm256_fmadd_ps(x, y, acc),
+            1 => {
+                let d = _mm256_sub_ps(x, y);
+                _mm256_fmadd_ps(d, d, acc)
+            }
+            _ => _mm256_add_ps(acc, _mm256_andnot_ps(sign, _mm256_sub_ps(x, y))),
+        }
+    };
+    let (mut a0, mut a1, mut a2, mut a3) = (
+        _mm256_setzero_ps(),
+        _mm256_setzero_ps(),
+        _mm256_setzero_ps(),
+        _mm256_setzero_ps(),
+    );
+    let mut i = 0;
+    while i + 32 <= n {
+        a0 = step(a0, i);
+        a1 = step(a1, i + 8);
+        a2 = step(a2, i + 16);
+        a3 = step(a3, i + 24);
+        i += 32;
+    }
+    while i + 8 <= n {
+        a0 = step(a0, i);
+        i += 8;
+    }
+    let acc = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+    let lo = _mm256_castps256_ps128(acc);
+    let hi = _mm256_extractf128_ps(acc, 1);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    let mut sum = _mm_cvtss_f32(s);
+    while i < n {
+        let (x, y) = (a[i], b[i]);
+        sum += match KIND {
+            0 => x * y,
+            1 => (x - y) * (x - y),
+            _ => (x - y).abs(),
+        };
+        i += 1;
+    }
+    sum
+}
+
+#[target_feature(enable = "avx512f")]
+unsafe fn avx512_kernel<const KIND: u8>(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let step = |acc: __m512, x: __m512, y: __m512| -> __m512 {
+        match KIND {
+            0 => _mm512_fmadd_ps(x, y, acc),
+            1 => {
+                let d = _mm512_sub_ps(x, y);
+                _mm512_fmadd_ps(d, d, acc)
+            }
+            _ => _mm512_add_ps(acc, _mm512_abs_ps(_mm512_sub_ps(x, y))),
+        }
+    };
+    let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    let mut i = 0;
+    // SAFETY: every load stays below n, the tail load is masked to the remaining lanes.
+    unsafe {
+        while i + 32 <= n {
+            a0 = step(a0, _mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
+            a1 = step(
+                a1,
+                _mm512_loadu_ps(pa.add(i + 16)),
+                _mm512_loadu_ps(pb.add(i + 16)),
+            );
+            i += 32;
+        }
+        while i + 16 <= n {
+            a0 = step(a0, _mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)));
+            i += 16;
+        }
+        if i < n {
+            let mask: __mmask16 = ((1u32 << (n - i)) - 1) as __mmask16;
+            let x = _mm512_maskz_loadu_ps(mask, pa.add(i));
+            let y = _mm512_maskz_loadu_ps(mask, pb.add(i));
+            a1 = step(a1, x, y);
+        }
+    }
+    _mm512_reduce_add_ps(_mm512_add_ps(a0, a1))
+}

@@ -1,0 +1,216 @@
+//! Plain data types shared by the modules: point ids, distances, points, configs.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// JSON object stored with a point.
+pub type Payload = serde_json::Map<String, serde_json::Value>;
+
+/// Internal dense offset of a vector in storage (and node id in the graph).
+pub type Offset = u32;
+
+/// A point id as Qdrant accepts it: an unsigned integer or a UUID string.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PointId {
+    Num(u64),
+    Uuid(uuid::Uuid),
+}
+
+impl fmt::Debug for PointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for PointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PointId::Num(n) => write!(f, "{n}"),
+            PointId::Uuid(u) => write!(f, "{u}"),
+        }
+    }
+}
+
+impl From<u64> for PointId {
+    fn from(n: u64) -> Self {
+        PointId::Num(n)
+    }
+}
+
+impl From<uuid::Uuid> for PointId {
+    fn from(u: uuid::Uuid) -> Self {
+        PointId::Uuid(u)
+    }
+}
+
+impl PointId {
+    /// Parses a JSON value (integer or UUID string) into a point id.
+    pub fn from_json(v: &serde_json::Value) -> Result<Self> {
+        match v {
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .map(PointId::Num)
+                .ok_or_else(|| Error::InvalidPointId(format!("{n} is not an unsigned integer"))),
+            serde_json::Value::String(s) => uuid::Uuid::parse_str(s)
+                .map(PointId::Uuid)
+                .map_err(|e| Error::InvalidPointId(format!("{s:?}: {e}"))),
+            other => Err(Error::InvalidPointId(format!(
+                "{other} is neither an integer nor a UUID"
+            ))),
+        }
+    }
+}
+
+/// Distance function of a collection (Qdrant's names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Distance {
+    Cosine,
+    Euclid,
+    Dot,
+    Manhattan,
+}
+
+impl Distance {
+    /// True when a larger user-facing score is better (similarities).
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Distance::Cosine | Distance::Dot)
+    }
+
+    /// Converts an internal "lower is better" value to the score users see:
+    /// similarity for Cosine/Dot, distance for Euclid/Manhattan.
+    pub fn to_score(self, internal: f32) -> f32 {
+        match self {
+            Distance::Cosine | Distance::Dot => -internal,
+            Distance::Euclid => internal.max(0.0).sqrt(),
+            Distance::Manhattan => internal,
+        }
+    }
+}
+
+/// HNSW parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HnswConfig {
+    /// Links per node on the upper layers (layer 0 keeps `2 * m`).
+    pub m: usize,
+    /// Candidate list size while building.
+    pub ef_construct: usize,
+    /// Default candidate list size while searching.
+    pub ef: usize,
+    /// Below this many candidate points a filtered search scores them exactly.
+    pub full_scan_threshold: usize,
+}
+
+impl Default for HnswConfig {
+    fn default() -> Self {
+        HnswConfig {
+            m: 16,
+            ef_construct: 200,
+            ef: 64,
+            full_scan_threshold: 10_000,
+        }
+    }
+}
+
+/// When the write-ahead log is fsynced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncPolicy {
+    /// fsync before a write is acknowledged; concurrent writers share one fsync.
+    Always,
+    /// fsync in the background every `millis`.
+    Interval { millis: u64 },
+}
+
+/// Settings of one collection shard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CollectionConfig {
+    pub dim: usize,
+    pub distance: Distance,
+    #[serde(default)]
+    pub hnsw: HnswConfig,
+    #[serde(default = "default_sync")]
+    pub sync: SyncPolicy,
+    /// Bytes after which the WAL starts a new segment file.
+    #[serde(default = "default_segment_bytes")]
+    pub wal_segment_bytes: u64,
+    /// Build the graph on a background thread (true) or only when `wait_indexed`/`build_index` is called.
+    #[serde(default = "default_true")]
+    pub background_indexing: bool,
+}
+
+fn default_sync() -> SyncPolicy {
+    SyncPolicy::Always
+}
+fn default_segment_bytes() -> u64 {
+    64 << 20
+}
+fn default_true() -> bool {
+    true
+}
+
+impl CollectionConfig {
+    pub fn new(dim: usize, distance: Distance) -> Self {
+        CollectionConfig {
+            dim,
+            distance,
+            hnsw: HnswConfig::default(),
+            sync: SyncPolicy::Always,
+            wal_segment_bytes: default_segment_bytes(),
+            background_indexing: true,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.dim == 0 || self.dim > 65_536 {
+            return Err(Error::InvalidDimension(self.dim));
+        }
+        if self.hnsw.m < 2 || self.hnsw.m > 256 {
+            return Err(Error::InvalidConfig(format!(
+                "hnsw.m = {} must be in 2..=256",
+                self.hnsw.m
+            )));
+        }
+        if self.hnsw.ef_construct == 0 || self.hnsw.ef == 0 {
+            return Err(Error::InvalidConfig(
+                "hnsw.ef and hnsw.ef_construct must be positive".into(),
+            ));
+        }
+        if self.wal_segment_bytes < 4096 {
+            return Err(Error::InvalidConfig(
+                "wal_segment_bytes must be at least 4096".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A point to upsert.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PointStruct {
+    pub id: PointId,
+    pub vector: Vec<f32>,
+    #[serde(default)]
+    pub payload: Option<Payload>,
+}
+
+/// A point returned by search, scroll or retrieve.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ScoredPoint {
+    pub id: PointId,
+    pub score: f32,
+    pub payload: Option<Payload>,
+    pub vector: Option<Vec<f32>>,
+}
+
+/// A point returned by retrieve / scroll.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Record {
+    pub id: PointId,
+    pub payload: Option<Payload>,
+    pub vector: Option<Vec<f32>>,
+}
