@@ -6,7 +6,9 @@
 
 pub mod distance;
 pub mod error;
+pub mod filter;
 pub mod hnsw;
+pub mod payload;
 pub mod storage;
 pub mod types;
 
