@@ -39,3 +39,17 @@ $(VENV)/.stamp: $(VENV_REQS)
 
 .PHONY: venv
 venv: $(VENV)/.stamp ## python venv with the test clients (qdrant-client, tritonclient, ...)
+
+# Peers for side-by-side benchmarks (faiss, hnswlib, usearch, ...): a separate venv so
+# `make test` never waits for them.
+VENV_BENCH ?= $(ROOT)/.venv-bench
+PY_BENCH   := $(VENV_BENCH)/bin/python
+BENCH_REQS := $(wildcard e2e/python/bench-requirements*.txt)
+$(VENV_BENCH)/.stamp: $(BENCH_REQS) $(VENV_REQS)
+	$(PYTHON) -m venv $(VENV_BENCH)
+	$(VENV_BENCH)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+	for r in $(VENV_REQS) $(BENCH_REQS); do $(VENV_BENCH)/bin/pip install --quiet --disable-pip-version-check -r $$r; done
+	touch $@
+
+.PHONY: venv-bench
+venv-bench: $(VENV_BENCH)/.stamp ## python venv with benchmark peers

@@ -43,7 +43,9 @@ impl std::str::FromStr for LogFormat {
         match s.to_ascii_lowercase().as_str() {
             "text" | "plain" => Ok(Self::Text),
             "json" => Ok(Self::Json),
-            other => Err(format!("unknown log format {other:?} (expected text or json)")),
+            other => Err(format!(
+                "unknown log format {other:?} (expected text or json)"
+            )),
         }
     }
 }
@@ -84,7 +86,10 @@ pub fn init(service: &'static str, format: LogFormat) -> Result<TelemetryGuard, 
         .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer(service)));
 
     let (text, json) = match format {
-        LogFormat::Text => (Some(tracing_subscriber::fmt::layer().with_target(true)), None),
+        LogFormat::Text => (
+            Some(tracing_subscriber::fmt::layer().with_target(true)),
+            None,
+        ),
         LogFormat::Json => (
             None,
             Some(

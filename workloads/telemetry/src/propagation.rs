@@ -60,9 +60,6 @@ mod tests {
         HeaderInjector(&mut headers).set("traceparent", "00-abc".into());
         HeaderInjector(&mut headers).set("bad header", "x".into());
         assert_eq!(headers.len(), 1);
-        assert_eq!(
-            HeaderExtractor(&headers).get("traceparent"),
-            Some("00-abc")
-        );
+        assert_eq!(HeaderExtractor(&headers).get("traceparent"), Some("00-abc"));
     }
 }

@@ -1,0 +1,206 @@
+use pretty_assertions::assert_eq;
+use serde_json::json;
+
+use super::*;
+use crate::builders::test_support::{spec, stored_meta};
+
+fn isvc(spec_json: serde_json::Value) -> InferenceService {
+    let mut isvc = InferenceService::new("mlp", spec(spec_json));
+    isvc.metadata = stored_meta("mlp");
+    isvc
+}
+
+fn container(children: &Children) -> &Container {
+    &children
+        .statefulset
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+}
+
+fn config_env(children: &Children) -> serde_json::Value {
+    let env = container(children).env.as_ref().unwrap();
+    let raw = env
+        .iter()
+        .find(|e| e.name == "TINYINFER_CONFIG")
+        .unwrap()
+        .value
+        .clone()
+        .unwrap();
+    serde_json::from_str(&raw).unwrap()
+}
+
+#[test]
+fn statefulset_service_and_pdb() {
+    let children = build(
+        &isvc(
+            json!({"model": {"name": "mlp", "storageUri": "file:///models/mlp.onnx"}, "replicas": 3}),
+        ),
+        &Images::default(),
+    );
+    let sts = children.statefulset.spec.as_ref().unwrap();
+    assert_eq!(sts.replicas, Some(3));
+    assert_eq!(sts.service_name.as_deref(), Some("mlp-headless"));
+    assert_eq!(children.service.metadata.name.as_deref(), Some("mlp"));
+    assert_eq!(children.service.spec.as_ref().unwrap().cluster_ip, None);
+    assert_eq!(
+        children
+            .headless_service
+            .spec
+            .as_ref()
+            .unwrap()
+            .cluster_ip
+            .as_deref(),
+        Some("None")
+    );
+    assert_eq!(
+        children.pdb.spec.as_ref().unwrap().max_unavailable,
+        Some(IntOrString::Int(1))
+    );
+    let c = container(&children);
+    let ports: Vec<_> = c
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| p.container_port)
+        .collect();
+    assert_eq!(ports, [8080, 8081]);
+    assert_eq!(
+        c.readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/v2/health/ready")
+    );
+}
+
+#[test]
+fn model_config_carries_runtime_and_batching() {
+    let children = build(
+        &isvc(json!({
+            "model": {"name": "bert", "version": "2", "storageUri": "https://models.example/bert.onnx",
+                      "sha256": "ab".repeat(32)},
+            "runtime": {"graphOptimizationLevel": "Basic", "intraOpThreads": 4, "executionProvider": "CPU"},
+            "batching": {"maxBatchSize": 16, "maxQueueDelay": "3ms", "maxQueueSize": 100}
+        })),
+        &Images::default(),
+    );
+    let cfg = config_env(&children);
+    assert_eq!(
+        cfg,
+        json!({"models": [{
+            "name": "bert", "version": "2", "uri": "https://models.example/bert.onnx",
+            "sha256": "ab".repeat(32),
+            "runtime": {"graphOptimization": "basic", "executionProvider": "cpu", "intraOpThreads": 4},
+            "batching": {"maxBatchSize": 16, "maxQueueDelayUs": 3000, "maxQueueSize": 100}
+        }]})
+    );
+}
+
+#[test]
+fn no_batching_section_means_unbatched() {
+    let children = build(
+        &isvc(json!({"model": {"name": "m", "storageUri": "file:///m.onnx"}})),
+        &Images::default(),
+    );
+    assert_eq!(
+        config_env(&children)["models"][0]["batching"],
+        json!({"maxBatchSize": 1})
+    );
+}
+
+#[test]
+fn pvc_uris_mount_the_claim_read_only() {
+    let children = build(
+        &isvc(
+            json!({"model": {"name": "e5", "storageUri": "pvc://models/e5/model.onnx",
+                               "tokenizerUri": "pvc://models/e5/tokenizer.json"}}),
+        ),
+        &Images::default(),
+    );
+    let cfg = config_env(&children);
+    assert_eq!(
+        cfg["models"][0]["uri"],
+        "file:///mnt/pvc/models/e5/model.onnx"
+    );
+    assert_eq!(
+        cfg["models"][0]["tokenizer"],
+        "file:///mnt/pvc/models/e5/tokenizer.json"
+    );
+    let pod = children
+        .statefulset
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    let claims: Vec<_> = pod
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.persistent_volume_claim.as_ref())
+        .map(|c| (c.claim_name.as_str(), c.read_only))
+        .collect();
+    assert_eq!(claims, [("models", Some(true))]);
+    let mount = pod.containers[0]
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|m| m.mount_path == "/mnt/pvc/models")
+        .unwrap();
+    assert_eq!(mount.read_only, Some(true));
+}
+
+#[test]
+fn gpus_become_nvidia_limits() {
+    let children = build(
+        &isvc(
+            json!({"model": {"name": "m", "storageUri": "file:///m.onnx"},
+                     "runtime": {"executionProvider": "CUDA"}, "gpus": 2}),
+        ),
+        &Images::default(),
+    );
+    let limits = container(&children)
+        .resources
+        .clone()
+        .unwrap()
+        .limits
+        .unwrap();
+    assert_eq!(limits["nvidia.com/gpu"].0, "2");
+    assert_eq!(
+        config_env(&children)["models"][0]["runtime"]["executionProvider"],
+        "cuda"
+    );
+}
+
+#[test]
+fn inference_pods_get_no_api_token() {
+    let children = build(
+        &isvc(json!({"model": {"name": "m", "storageUri": "file:///m.onnx"}})),
+        &Images::default(),
+    );
+    let pod = children
+        .statefulset
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap();
+    assert_eq!(pod.automount_service_account_token, Some(false));
+}
