@@ -1,0 +1,212 @@
+//! A served model version: its ONNX Runtime session, its batch queue, the optional text
+//! embedding pipeline, and the checks that turn a protocol request into validated inputs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::batcher::{Batcher, BatcherSettings};
+use crate::config::ModelConfig;
+use crate::embedding::EmbeddingPipeline;
+use crate::error::InferError;
+use crate::metrics::Metrics;
+use crate::runtime::{OrtModel, TensorSpec};
+use crate::storage::Storage;
+use crate::tensor::Tensor;
+
+/// A decoded inference request, independent of REST or gRPC.
+#[derive(Debug, Default)]
+pub struct InferRequest {
+    pub id: Option<String>,
+    pub inputs: Vec<Tensor>,
+    /// Output names asked for; empty means every output.
+    pub outputs: Vec<String>,
+    pub deadline: Option<Instant>,
+}
+
+/// A model version that loaded and can serve requests.
+pub struct ServedModel {
+    pub config: ModelConfig,
+    /// What clients send (the embedding pipeline's `text` for tokenizer models).
+    pub inputs: Vec<TensorSpec>,
+    /// What clients get back.
+    pub outputs: Vec<TensorSpec>,
+    /// The graph's own inputs (what the batcher receives).
+    graph_inputs: Vec<TensorSpec>,
+    batchable: bool,
+    batcher: Batcher,
+    pipeline: Option<EmbeddingPipeline>,
+}
+
+impl ServedModel {
+    /// Fetches the model file (and tokenizer), opens the session and starts its batcher.
+    pub async fn load(
+        config: ModelConfig,
+        storage: &Storage,
+        metrics: Metrics,
+    ) -> Result<Self, String> {
+        let path = storage
+            .resolve(&config.uri, config.sha256.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        let tokenizer_path = match &config.tokenizer {
+            Some(uri) => Some(
+                storage
+                    .resolve(uri, None)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        let options = config.runtime.clone();
+        let engine = tokio::task::spawn_blocking(move || OrtModel::load(&path, &options))
+            .await
+            .map_err(|e| format!("load task failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        let engine = Arc::new(engine);
+        let batchable = engine
+            .inputs
+            .iter()
+            .chain(&engine.outputs)
+            .all(|s| s.shape.first() == Some(&-1));
+        let pipeline = match tokenizer_path {
+            Some(p) => Some(EmbeddingPipeline::new(
+                &p,
+                config.pooling.unwrap_or_default(),
+                config.max_tokens,
+                &engine.inputs,
+                &engine.outputs,
+            )?),
+            None => None,
+        };
+        let (inputs, outputs) = match &pipeline {
+            Some(p) => (vec![p.input_spec()], vec![p.output_spec()]),
+            None => (engine.inputs.clone(), engine.outputs.clone()),
+        };
+        let batcher = Batcher::spawn(
+            engine.clone(),
+            BatcherSettings {
+                model: config.name.clone(),
+                version: config.version.clone(),
+                config: config.batching.clone(),
+                batchable,
+            },
+            metrics,
+        );
+        tracing::info!(
+            model = %config.name,
+            version = %config.version,
+            batchable,
+            max_batch_size = config.batching.max_batch_size,
+            embedding = pipeline.is_some(),
+            "model ready"
+        );
+        Ok(Self {
+            config,
+            inputs,
+            outputs,
+            graph_inputs: engine.inputs.clone(),
+            batchable,
+            batcher,
+            pipeline,
+        })
+    }
+
+    /// Whether requests to this model are concatenated with others.
+    pub fn batchable(&self) -> bool {
+        self.batchable
+    }
+
+    /// Validates `request`, runs it (batched with others where possible) and returns the
+    /// requested outputs in the model's output order.
+    pub async fn infer(&self, request: InferRequest) -> Result<Vec<Tensor>, InferError> {
+        for name in &request.outputs {
+            if !self.outputs.iter().any(|o| &o.name == name) {
+                return Err(InferError::BadRequest(format!(
+                    "unknown output {name:?} for model {}",
+                    self.config.name
+                )));
+            }
+        }
+        let inputs = check_inputs(&self.config.name, &self.inputs, request.inputs)?;
+        let deadline = request.deadline.or_else(|| {
+            (self.config.batching.timeout_ms > 0).then(|| {
+                Instant::now() + std::time::Duration::from_millis(self.config.batching.timeout_ms)
+            })
+        });
+        let outputs = match &self.pipeline {
+            Some(p) => {
+                let (graph_inputs, encoded) = p.encode(&inputs[0])?;
+                let graph_inputs =
+                    check_inputs(&self.config.name, &self.graph_inputs, graph_inputs)?;
+                let hidden = self.batcher.infer(graph_inputs, deadline).await?;
+                vec![p.pool(&hidden, &encoded)?]
+            }
+            None => self.batcher.infer(inputs, deadline).await?,
+        };
+        Ok(outputs
+            .into_iter()
+            .filter(|t| request.outputs.is_empty() || request.outputs.contains(&t.name))
+            .collect())
+    }
+}
+
+/// Matches request tensors to the model's inputs by name, checking datatype, rank, fixed
+/// dimensions and element counts; returns them in the model's input order.
+pub fn check_inputs(
+    model: &str,
+    specs: &[TensorSpec],
+    mut given: Vec<Tensor>,
+) -> Result<Vec<Tensor>, InferError> {
+    let bad = |msg: String| InferError::BadRequest(msg);
+    if let Some(unknown) = given
+        .iter()
+        .find(|t| !specs.iter().any(|s| s.name == t.name))
+    {
+        return Err(bad(format!(
+            "unknown input {:?} for model {model}",
+            unknown.name
+        )));
+    }
+    let mut ordered = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let pos = given
+            .iter()
+            .position(|t| t.name == spec.name)
+            .ok_or_else(|| bad(format!("missing input {:?} for model {model}", spec.name)))?;
+        let tensor = given.swap_remove(pos);
+        if tensor.datatype() != spec.datatype {
+            return Err(bad(format!(
+                "input {:?}: datatype {} does not match the model's {}",
+                spec.name,
+                tensor.datatype(),
+                spec.datatype
+            )));
+        }
+        let shape_ok = tensor.shape.len() == spec.shape.len()
+            && tensor
+                .shape
+                .iter()
+                .zip(&spec.shape)
+                .all(|(got, want)| *want < 0 || got == want);
+        if !shape_ok {
+            return Err(bad(format!(
+                "input {:?}: shape {:?} does not match the model's {:?}",
+                spec.name, tensor.shape, spec.shape
+            )));
+        }
+        tensor.validate()?;
+        ordered.push(tensor);
+    }
+    if !given.is_empty() {
+        return Err(bad(format!("duplicate inputs for model {model}")));
+    }
+    if specs.iter().all(|s| s.shape.first() == Some(&-1)) && ordered.len() > 1 {
+        let rows = ordered[0].shape.first();
+        if ordered.iter().any(|t| t.shape.first() != rows) {
+            return Err(bad(format!(
+                "inputs of model {model} disagree on the batch dimension"
+            )));
+        }
+    }
+    Ok(ordered)
+}
