@@ -17,6 +17,10 @@ pub const TEXT_INPUT: &str = "text";
 /// Name of the pipeline's output (FP32, `[sentences, hidden]`).
 pub const EMBEDDING_OUTPUT: &str = "embedding";
 
+/// Name of the pipeline's second output: the token ids fed to the encoder (INT64,
+/// `[sentences, tokens]`, zero-padded), for checking tokenization.
+pub const IDS_OUTPUT: &str = "input_ids";
+
 /// Sequences are padded up to a multiple of this, so requests of similar length batch.
 const PAD_MULTIPLE: usize = 8;
 
@@ -103,12 +107,34 @@ impl EmbeddingPipeline {
         }
     }
 
-    pub fn output_spec(&self) -> TensorSpec {
-        TensorSpec {
-            name: EMBEDDING_OUTPUT.into(),
-            datatype: DataType::F32,
-            shape: vec![-1, self.hidden_size],
-        }
+    pub fn output_specs(&self) -> Vec<TensorSpec> {
+        vec![
+            TensorSpec {
+                name: EMBEDDING_OUTPUT.into(),
+                datatype: DataType::F32,
+                shape: vec![-1, self.hidden_size],
+            },
+            TensorSpec {
+                name: IDS_OUTPUT.into(),
+                datatype: DataType::I64,
+                shape: vec![-1, -1],
+            },
+        ]
+    }
+
+    /// The token ids of an encoded request as the `input_ids` output.
+    pub fn ids_output(&self, graph_inputs: &[Tensor]) -> Option<Tensor> {
+        let ids = graph_inputs.iter().find(|t| t.name == self.ids_input)?;
+        let data = match &ids.data {
+            TensorData::I64(v) => v.clone(),
+            TensorData::I32(v) => v.iter().map(|x| i64::from(*x)).collect(),
+            _ => return None,
+        };
+        Some(Tensor {
+            name: IDS_OUTPUT.into(),
+            shape: ids.shape.clone(),
+            data: TensorData::I64(data),
+        })
     }
 
     /// Token ids of one sentence (with [CLS]/[SEP]), truncated to `maxTokens`.

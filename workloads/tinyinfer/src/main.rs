@@ -94,10 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Fail early, once, with a clear message when the library is missing or too old.
     tinyinfer::runtime::environment()?;
     let metrics = Metrics::new().context("registering metrics")?;
-    let storage = Storage {
-        cache_dir: cli.cache_dir.clone(),
-        max_download_bytes: cli.max_download_bytes,
-    };
+    let storage = Storage::new(cli.cache_dir.clone(), cli.max_download_bytes);
     let repo = Repository::new(storage, metrics);
     for model in models {
         let repo = repo.clone();

@@ -79,7 +79,7 @@ impl ServedModel {
             None => None,
         };
         let (inputs, outputs) = match &pipeline {
-            Some(p) => (vec![p.input_spec()], vec![p.output_spec()]),
+            Some(p) => (vec![p.input_spec()], p.output_specs()),
             None => (engine.inputs.clone(), engine.outputs.clone()),
         };
         let batcher = Batcher::spawn(
@@ -138,8 +138,20 @@ impl ServedModel {
                 let (graph_inputs, encoded) = p.encode(&inputs[0])?;
                 let graph_inputs =
                     check_inputs(&self.config.name, &self.graph_inputs, graph_inputs)?;
+                let wants_ids = request.outputs.is_empty()
+                    || request
+                        .outputs
+                        .iter()
+                        .any(|o| o == crate::embedding::IDS_OUTPUT);
+                let ids = if wants_ids {
+                    p.ids_output(&graph_inputs)
+                } else {
+                    None
+                };
                 let hidden = self.batcher.infer(graph_inputs, deadline).await?;
-                vec![p.pool(&hidden, &encoded)?]
+                let mut out = vec![p.pool(&hidden, &encoded)?];
+                out.extend(ids);
+                out
             }
             None => self.batcher.infer(inputs, deadline).await?,
         };

@@ -2,7 +2,9 @@
 //! (e.g. a PVC mount) are used in place; `http://` URIs are downloaded once into the
 //! cache directory with a size limit and an optional sha256 check.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,6 +39,8 @@ pub enum StorageError {
 pub struct Storage {
     pub cache_dir: PathBuf,
     pub max_download_bytes: u64,
+    /// One lock per cache file, so concurrent loads of one URI download it once.
+    locks: Arc<parking_lot::Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -63,6 +67,14 @@ pub async fn sha256_file(path: &Path) -> Result<String, StorageError> {
 }
 
 impl Storage {
+    pub fn new(cache_dir: PathBuf, max_download_bytes: u64) -> Self {
+        Self {
+            cache_dir,
+            max_download_bytes,
+            locks: Arc::default(),
+        }
+    }
+
     /// Returns a local path holding the file named by `uri`.
     pub async fn resolve(&self, uri: &str, sha256: Option<&str>) -> Result<PathBuf, StorageError> {
         let path = if let Some(rest) = uri.strip_prefix("file://") {
@@ -111,6 +123,8 @@ impl Storage {
             .collect::<String>();
         let key = hex(&Sha256::digest(uri.as_bytes())[..8]);
         let dest = self.cache_dir.join(format!("{key}-{file_name}"));
+        let lock = self.locks.lock().entry(dest.clone()).or_default().clone();
+        let _held = lock.lock().await;
         if dest.is_file() {
             tracing::info!(uri, path = %dest.display(), "using cached download");
             return Ok(dest);
@@ -252,10 +266,7 @@ mod tests {
     #[tokio::test]
     async fn http_download_is_cached_and_checked() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage {
-            cache_dir: dir.path().to_path_buf(),
-            max_download_bytes: 1000,
-        };
+        let storage = Storage::new(dir.path().to_path_buf(), 1000);
         let uri = serve_once(b"model-bytes".to_vec()).await;
         let good = hex(&Sha256::digest(b"model-bytes"));
         let path = storage.resolve(&uri, Some(&good)).await.unwrap();
@@ -269,10 +280,7 @@ mod tests {
     #[tokio::test]
     async fn http_download_enforces_size_limit() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage {
-            cache_dir: dir.path().to_path_buf(),
-            max_download_bytes: 4,
-        };
+        let storage = Storage::new(dir.path().to_path_buf(), 4);
         let uri = serve_once(vec![7u8; 100]).await;
         assert!(matches!(
             storage.resolve(&uri, None).await,
@@ -283,10 +291,7 @@ mod tests {
 
     #[tokio::test]
     async fn missing_files_and_unknown_schemes_are_errors() {
-        let storage = Storage {
-            cache_dir: PathBuf::from("/nonexistent"),
-            max_download_bytes: 1,
-        };
+        let storage = Storage::new(PathBuf::from("/nonexistent"), 1);
         assert!(matches!(
             storage.resolve("file:///no/such/model.onnx", None).await,
             Err(StorageError::Missing { .. })

@@ -28,7 +28,8 @@ def free_port():
 
 
 class Server:
-    def __init__(self, http_port, grpc_port, proc, log_path):
+    def __init__(self, http_port, grpc_port, proc, log_path, cache_dir):
+        self.cache_dir = cache_dir
         self.http = f"http://127.0.0.1:{http_port}"
         self.grpc = f"127.0.0.1:{grpc_port}"
         self.http_port = http_port
@@ -53,28 +54,30 @@ def model_specs(broken_path):
     ]
 
 
-def start_server(specs, extra_args=(), env_extra=None):
+def start_server(specs, extra_args=(), env_extra=None, expected_models=None):
+    expected = len(specs) if expected_models is None else expected_models
     for path in (BIN, ORT_LIB):
         if not os.path.exists(path):
             pytest.fail(f"{path} missing: run `make test-tinyinfer` (builds the binary, fetches the library)")
     http_port, grpc_port = free_port(), free_port()
     log = tempfile.NamedTemporaryFile(prefix="tinyinfer-", suffix=".log", delete=False)
+    cache_dir = tempfile.mkdtemp(prefix="tinyinfer-cache-")
     cmd = [BIN, "--bind", "127.0.0.1", "--http-port", str(http_port), "--grpc-port", str(grpc_port),
-           "--cache-dir", tempfile.mkdtemp(prefix="tinyinfer-cache-"), *extra_args]
+           "--cache-dir", cache_dir, *extra_args]
     for spec in specs:
         cmd += ["--model", spec]
     env = dict(os.environ, ORT_DYLIB_PATH=ORT_LIB, RUST_LOG="info")
     env.pop("TINYINFER_MODELS", None)
     env.update(env_extra or {})
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    server = Server(http_port, grpc_port, proc, log.name)
+    server = Server(http_port, grpc_port, proc, log.name, cache_dir)
     deadline = time.time() + 120
     while time.time() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"tinyinfer exited with {proc.returncode}:\n{server.log()}")
         try:
             index = requests.post(f"{server.http}/v2/repository/index", timeout=2).json()
-            if index and all(e["state"] != "LOADING" for e in index):
+            if len(index) >= expected and all(e["state"] != "LOADING" for e in index):
                 return server
         except requests.RequestException:
             pass
