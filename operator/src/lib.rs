@@ -8,4 +8,7 @@
 
 pub mod api;
 pub mod builders;
+pub mod controllers;
 pub mod crdgen;
+pub mod leader;
+pub mod metrics;

@@ -151,7 +151,7 @@ pub struct RolloutStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub set_weight: Option<i32>,
-    /// Wait; without a duration the rollout waits until `suspend` is toggled off again.
+    /// Wait before the next step (checks keep running while waiting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<PauseStep>,
     /// Run the analysis checks for this many intervals before going on.
@@ -160,12 +160,11 @@ pub struct RolloutStep {
 }
 
 /// A pause step.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PauseStep {
     /// How long to wait.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration: Option<kube::core::Duration>,
+    pub duration: kube::core::Duration,
 }
 
 /// An analysis step.

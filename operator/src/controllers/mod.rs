@@ -1,0 +1,304 @@
+//! The reconcile loops, one per kind, and what they share: the [`Context`], the
+//! [`Error`] type, server-side apply of children, pruning of orphans, status patches,
+//! Events and the per-object error backoff.
+//!
+//! Every reconcile follows the same path: build the desired children (pure builders),
+//! apply them all with server-side apply, delete the children that are no longer
+//! desired, then compute the status from the children's real status and write it.
+
+pub mod conditions;
+pub mod inference_service;
+pub mod traffic_policy;
+pub mod vector_collection;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::NamespaceResourceScope;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::builders::Images;
+use crate::builders::common::FIELD_MANAGER;
+use crate::metrics::Metrics;
+
+/// Errors of one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("object has no {0}")]
+    MissingObjectKey(&'static str),
+    #[error("cannot serialize {what}: {source}")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl Error {
+    /// Short label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Kube(kube::Error::Api(_)) => "api",
+            Self::Kube(_) => "client",
+            Self::MissingObjectKey(_) => "missing_key",
+            Self::Serialize { .. } => "serialize",
+        }
+    }
+}
+
+/// What every reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub images: Images,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    backoff: Backoff,
+}
+
+impl Context {
+    pub fn new(client: Client, images: Images, metrics: Arc<Metrics>, reporter: Reporter) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            images,
+            metrics,
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Publishes an Event about `obj`; failures are logged, never fatal.
+    pub async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(err) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(error = %err, reason, "cannot publish event");
+        }
+    }
+}
+
+/// Exponential per-object requeue delay after failed reconciles: 1 s, 2 s, 4 s, ... 5 min.
+#[derive(Default)]
+struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    const MAX: Duration = Duration::from_secs(300);
+
+    fn failed(&self, key: String) -> Duration {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = failures.entry(key).or_insert(0);
+        let delay = Duration::from_secs(1u64 << (*n).min(9)).min(Self::MAX);
+        *n = n.saturating_add(1);
+        delay
+    }
+
+    fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+    }
+}
+
+fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.meta().namespace.as_deref().unwrap_or_default(),
+        obj.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
+/// Shared `error_policy`: log, count, publish a Warning and requeue with backoff.
+pub fn error_policy<K>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action
+where
+    K: Resource<DynamicType = ()>,
+{
+    let kind = K::kind(&());
+    let delay = ctx.backoff.failed(object_key(obj.as_ref()));
+    tracing::warn!(%kind, name = %obj.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[kind.as_ref(), err.metric_label()])
+        .inc();
+    Action::requeue(delay)
+}
+
+/// Runs one reconcile with metrics, success-resets of the backoff and a Warning Event
+/// on failure.
+pub async fn instrumented<K, F>(
+    obj: Arc<K>,
+    ctx: Arc<Context>,
+    reconcile: F,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>,
+    F: Future<Output = Result<Action, Error>>,
+{
+    let kind = K::kind(&());
+    let _timer = ctx
+        .metrics
+        .reconcile_duration
+        .with_label_values(&[kind.as_ref()])
+        .start_timer();
+    ctx.metrics
+        .reconciles
+        .with_label_values(&[kind.as_ref()])
+        .inc();
+    let result = reconcile.await;
+    match &result {
+        Ok(_) => ctx.backoff.succeeded(&object_key(obj.as_ref())),
+        Err(err) => {
+            ctx.publish(
+                obj.as_ref(),
+                EventType::Warning,
+                "ReconcileFailed",
+                "Reconcile",
+                err.to_string(),
+            )
+            .await;
+        }
+    }
+    result
+}
+
+/// Server-side applies `obj` (force: the operator owns these fields) and returns the
+/// stored object, status included.
+pub async fn apply<K>(client: &Client, obj: &K) -> Result<K, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned,
+{
+    let ns = obj
+        .meta()
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingObjectKey("namespace"))?;
+    let name = obj
+        .meta()
+        .name
+        .as_deref()
+        .ok_or(Error::MissingObjectKey("name"))?;
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    Ok(api.patch(name, &params, &Patch::Apply(obj)).await?)
+}
+
+/// Deletes objects of kind `K` that match `selector`, are controlled by `owner_uid` and
+/// are not named in `keep`. Returns the deleted names.
+pub async fn prune<K>(
+    client: &Client,
+    ns: &str,
+    selector: &str,
+    owner_uid: &str,
+    keep: &BTreeSet<String>,
+) -> Result<Vec<String>, Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let mut deleted = Vec::new();
+    for obj in api.list(&ListParams::default().labels(selector)).await? {
+        let name = obj.name_any();
+        let controlled = obj
+            .owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true) && o.uid == owner_uid);
+        if controlled && !keep.contains(&name) {
+            let params = DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..DeleteParams::default()
+            };
+            match api.delete(&name, &params).await {
+                Ok(_) => deleted.push(name),
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// Writes `status` with server-side apply on the status subresource.
+pub async fn patch_status<K, S>(client: &Client, obj: &K, status: &S) -> Result<(), Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Debug
+        + DeserializeOwned,
+    S: Serialize,
+{
+    let ns = obj
+        .meta()
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingObjectKey("namespace"))?;
+    let name = obj
+        .meta()
+        .name
+        .as_deref()
+        .ok_or(Error::MissingObjectKey("name"))?;
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(name, &params, &Patch::Apply(&body))
+        .await?;
+    Ok(())
+}
+
+/// Names of a list of objects, for `prune`'s keep set.
+pub fn names<'a, K: Resource + 'a>(objs: impl IntoIterator<Item = &'a K>) -> BTreeSet<String> {
+    objs.into_iter()
+        .filter_map(|o| o.meta().name.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes_and_resets() {
+        let b = Backoff::default();
+        let delays: Vec<_> = (0..12).map(|_| b.failed("k".into()).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        b.succeeded("k");
+        assert_eq!(b.failed("k".into()).as_secs(), 1);
+        assert_eq!(b.failed("other".into()).as_secs(), 1);
+    }
+}

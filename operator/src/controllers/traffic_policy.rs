@@ -1,0 +1,297 @@
+//! Reconciles a `TrafficPolicy` into its gateway Deployment, Service, budget and RBAC;
+//! computes the effective weights the gateways apply and the policy's status.
+//!
+//! Rollout steps (setWeight / pause / analysis on the gateways' figures) are executed
+//! once the gateway workload reports per-backend figures; until then the effective
+//! weights are the spec's, and `abort` sends all traffic back to the stable backends.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+
+use super::conditions::{self, Observed};
+use super::{Context, Error, apply, instrumented, patch_status};
+use crate::api::{
+    BackendWeight, InferenceService, RolloutPhase, TrafficPolicy, TrafficPolicySpec,
+    TrafficPolicyStatus, condition_type,
+};
+use crate::builders::traffic_policy::{self as build, HTTP_PORT};
+
+/// Reconcile entry point handed to the kube-runtime `Controller`.
+pub async fn reconcile(tp: Arc<TrafficPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    instrumented(tp.clone(), ctx.clone(), reconcile_inner(tp, ctx)).await
+}
+
+async fn reconcile_inner(tp: Arc<TrafficPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = tp.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    tp.uid().ok_or(Error::MissingObjectKey("uid"))?;
+    let client = &ctx.client;
+    let children = build::build(&tp, &ctx.images);
+    apply(client, &children.service_account).await?;
+    apply(client, &children.role).await?;
+    apply(client, &children.role_binding).await?;
+    apply(client, &children.service).await?;
+    let deployment = apply(client, &children.deployment).await?;
+    apply(client, &children.pdb).await?;
+
+    let isvcs: Api<InferenceService> = Api::namespaced(client.clone(), &ns);
+    let mut missing = Vec::new();
+    for backend in &tp.spec.backends {
+        if isvcs.get_opt(&backend.service).await?.is_none() {
+            missing.push(backend.service.clone());
+        }
+    }
+
+    let previous = tp.status.clone().unwrap_or_default();
+    let status = compute_status(&tp, &deployment, &missing, Timestamp::now());
+    for c in conditions::transitions(&previous.conditions, &status.conditions) {
+        let type_ = if c.type_ == condition_type::DEGRADED && c.status == "True" {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.publish(
+            tp.as_ref(),
+            type_,
+            &c.reason,
+            "Reconcile",
+            format!("{} is {}: {}", c.type_, c.status, c.message),
+        )
+        .await;
+    }
+    if status != previous {
+        patch_status(client, tp.as_ref(), &status).await?;
+    }
+    // Backends are not watched: look again soon while one is missing.
+    let requeue = if missing.is_empty() { 300 } else { 15 };
+    Ok(Action::requeue(Duration::from_secs(requeue)))
+}
+
+/// Weights the gateways apply: the spec's, or with `abort` during a rollout the stable
+/// backends' weights scaled up to 100 and the canary's set to 0.
+pub fn effective_weights(spec: &TrafficPolicySpec) -> Vec<BackendWeight> {
+    let canary = spec
+        .rollout
+        .as_ref()
+        .filter(|_| spec.abort)
+        .map(|r| r.canary_backend.as_str());
+    let weights: Vec<i64> = spec
+        .backends
+        .iter()
+        .map(|b| {
+            if Some(b.name.as_str()) == canary {
+                0
+            } else {
+                i64::from(b.weight)
+            }
+        })
+        .collect();
+    let total: i64 = weights.iter().sum();
+    let scaled = if total == 0 {
+        // Every non-canary weight was 0: the first stable backend takes everything.
+        let first = spec
+            .backends
+            .iter()
+            .position(|b| Some(b.name.as_str()) != canary);
+        (0..weights.len())
+            .map(|i| if Some(i) == first { 100 } else { 0 })
+            .collect()
+    } else {
+        largest_remainder(&weights, total)
+    };
+    spec.backends
+        .iter()
+        .zip(scaled)
+        .map(|(b, weight)| BackendWeight {
+            backend: b.name.clone(),
+            weight: weight as i32,
+        })
+        .collect()
+}
+
+/// Scales `weights` (summing to `total`) to integers summing to exactly 100.
+fn largest_remainder(weights: &[i64], total: i64) -> Vec<i64> {
+    let mut out: Vec<i64> = weights.iter().map(|w| w * 100 / total).collect();
+    let mut order: Vec<usize> = (0..weights.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse((weights[i] * 100) % total));
+    let short = 100 - out.iter().sum::<i64>();
+    for &i in order.iter().take(short.max(0) as usize) {
+        out[i] += 1;
+    }
+    out
+}
+
+/// `a=90,b=10`.
+pub fn summary(weights: &[BackendWeight]) -> String {
+    weights
+        .iter()
+        .map(|w| format!("{}={}", w.backend, w.weight))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Status of `tp` given its gateway Deployment and the backends' missing services.
+pub fn compute_status(
+    tp: &TrafficPolicy,
+    deployment: &Deployment,
+    missing: &[String],
+    now: Timestamp,
+) -> TrafficPolicyStatus {
+    let previous = tp.status.clone().unwrap_or_default();
+    let desired = tp.spec.gateway.replicas;
+    let st = deployment.status.clone().unwrap_or_default();
+    let ready = st.ready_replicas.unwrap_or(0);
+    let rolled = st.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0)
+        && st.updated_replicas.unwrap_or(0) >= desired
+        && st.replicas.unwrap_or(0) == desired;
+    let weights = effective_weights(&tp.spec);
+    let phase = if tp.spec.rollout.is_some() && tp.spec.abort {
+        RolloutPhase::Aborted
+    } else {
+        RolloutPhase::Stable
+    };
+
+    let ready_cond = if !missing.is_empty() {
+        Observed::new(
+            condition_type::READY,
+            false,
+            "BackendNotFound",
+            format!("InferenceServices not found: {}", missing.join(", ")),
+        )
+    } else if ready >= desired && rolled {
+        Observed::new(
+            condition_type::READY,
+            true,
+            "GatewayReady",
+            format!("{ready}/{desired} gateway replicas ready"),
+        )
+    } else {
+        Observed::new(
+            condition_type::READY,
+            false,
+            "GatewayNotReady",
+            format!("{ready}/{desired} gateway replicas ready"),
+        )
+    };
+    let progressing = if !rolled {
+        Observed::new(
+            condition_type::PROGRESSING,
+            true,
+            "RollingOut",
+            "the gateway Deployment is being updated",
+        )
+    } else {
+        Observed::new(
+            condition_type::PROGRESSING,
+            false,
+            "Settled",
+            "the gateway runs the current spec",
+        )
+    };
+    let degraded = if !missing.is_empty() {
+        Observed::new(
+            condition_type::DEGRADED,
+            true,
+            "BackendNotFound",
+            format!("InferenceServices not found: {}", missing.join(", ")),
+        )
+    } else if phase == RolloutPhase::Aborted {
+        Observed::new(
+            condition_type::DEGRADED,
+            true,
+            "RolloutAborted",
+            "rollout aborted; the canary gets no traffic",
+        )
+    } else {
+        Observed::new(condition_type::DEGRADED, false, "AsExpected", "")
+    };
+
+    TrafficPolicyStatus {
+        observed_generation: tp.meta().generation,
+        conditions: conditions::merge(
+            &previous.conditions,
+            vec![ready_cond, progressing, degraded],
+            tp.meta().generation,
+            now,
+        ),
+        phase,
+        current_step: None,
+        step_started_at: None,
+        weights_summary: Some(summary(&weights)),
+        effective_weights: weights,
+        backends: previous.backends,
+        failed_checks: previous.failed_checks,
+        ready_replicas: ready,
+        url: tp
+            .namespace()
+            .map(|ns| format!("http://{}.{ns}.svc:{HTTP_PORT}", tp.name_any())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn spec(v: serde_json::Value) -> TrafficPolicySpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn weights(s: &TrafficPolicySpec) -> Vec<(String, i32)> {
+        effective_weights(s)
+            .into_iter()
+            .map(|w| (w.backend, w.weight))
+            .collect()
+    }
+
+    #[test]
+    fn spec_weights_pass_through() {
+        let s = spec(json!({"backends": [
+            {"name": "a", "service": "a", "weight": 70}, {"name": "b", "service": "b", "weight": 30}]}));
+        assert_eq!(weights(&s), [("a".into(), 70), ("b".into(), 30)]);
+        assert_eq!(summary(&effective_weights(&s)), "a=70,b=30");
+    }
+
+    #[test]
+    fn abort_moves_canary_traffic_to_stable_backends() {
+        let s = spec(json!({
+            "backends": [
+                {"name": "a", "service": "a", "weight": 45}, {"name": "b", "service": "b", "weight": 45},
+                {"name": "c", "service": "c", "weight": 10}],
+            "rollout": {"canaryBackend": "c", "steps": [{"setWeight": 10}]},
+            "abort": true}));
+        assert_eq!(
+            weights(&s),
+            [("a".into(), 50), ("b".into(), 50), ("c".into(), 0)]
+        );
+    }
+
+    #[test]
+    fn abort_rounding_still_sums_to_100() {
+        let s = spec(json!({
+            "backends": [
+                {"name": "a", "service": "a", "weight": 33}, {"name": "b", "service": "b", "weight": 33},
+                {"name": "c", "service": "c", "weight": 33}, {"name": "k", "service": "k", "weight": 1}],
+            "rollout": {"canaryBackend": "k", "steps": [{"setWeight": 1}]},
+            "abort": true}));
+        let w = weights(&s);
+        assert_eq!(w.iter().map(|(_, w)| w).sum::<i32>(), 100);
+        assert_eq!(w[3].1, 0);
+    }
+
+    #[test]
+    fn abort_with_all_weight_on_canary_falls_back_to_first_stable() {
+        let s = spec(json!({
+            "backends": [{"name": "a", "service": "a", "weight": 0}, {"name": "c", "service": "c", "weight": 100}],
+            "rollout": {"canaryBackend": "c", "steps": [{"setWeight": 100}]},
+            "abort": true}));
+        assert_eq!(weights(&s), [("a".into(), 100), ("c".into(), 0)]);
+    }
+}

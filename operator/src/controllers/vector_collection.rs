@@ -1,0 +1,226 @@
+//! Reconciles a `VectorCollection` into its shard StatefulSets, Services, budgets and
+//! RBAC, and derives its status from the StatefulSets' real status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+
+use super::conditions::{self, Observed};
+use super::{Context, Error, apply, instrumented, names, patch_status, prune};
+use crate::api::{ShardStatus, VectorCollection, VectorCollectionStatus, condition_type};
+use crate::builders::common::{selector_labels, selector_string};
+use crate::builders::vector_collection::{self as build, HTTP_PORT, WORKLOAD};
+
+/// Reconcile entry point handed to the kube-runtime `Controller`.
+pub async fn reconcile(vc: Arc<VectorCollection>, ctx: Arc<Context>) -> Result<Action, Error> {
+    instrumented(vc.clone(), ctx.clone(), reconcile_inner(vc, ctx)).await
+}
+
+async fn reconcile_inner(vc: Arc<VectorCollection>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = vc.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
+    let uid = vc.uid().ok_or(Error::MissingObjectKey("uid"))?;
+    let name = vc.name_any();
+    let client = &ctx.client;
+    let children = build::build(&vc, &ctx.images);
+
+    apply(client, &children.service_account).await?;
+    apply(client, &children.role).await?;
+    apply(client, &children.role_binding).await?;
+    apply(client, &children.client_service).await?;
+    for svc in &children.shard_services {
+        apply(client, svc).await?;
+    }
+    let mut statefulsets = Vec::with_capacity(children.statefulsets.len());
+    for sts in &children.statefulsets {
+        statefulsets.push(apply(client, sts).await?);
+    }
+    for pdb in &children.pdbs {
+        apply(client, pdb).await?;
+    }
+
+    // Children no longer desired: shards beyond spec.shards, budgets of a group shrunk
+    // to one replica.
+    let selector = selector_string(&selector_labels(WORKLOAD, &name));
+    let mut keep_services = names(&children.shard_services);
+    keep_services.insert(name.clone());
+    let pruned_sts =
+        prune::<StatefulSet>(client, &ns, &selector, &uid, &names(&children.statefulsets)).await?;
+    prune::<Service>(client, &ns, &selector, &uid, &keep_services).await?;
+    prune::<PodDisruptionBudget>(client, &ns, &selector, &uid, &names(&children.pdbs)).await?;
+    if !pruned_sts.is_empty() {
+        ctx.publish(
+            vc.as_ref(),
+            EventType::Normal,
+            "ShardsRemoved",
+            "Scale",
+            format!("deleted shard StatefulSets {}", pruned_sts.join(", ")),
+        )
+        .await;
+    }
+
+    let previous = vc.status.clone().unwrap_or_default();
+    let status = compute_status(&vc, &statefulsets, Timestamp::now());
+    for c in conditions::transitions(&previous.conditions, &status.conditions) {
+        let type_ = if c.type_ == condition_type::DEGRADED && c.status == "True" {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.publish(
+            vc.as_ref(),
+            type_,
+            &c.reason,
+            "Reconcile",
+            format!("{} is {}: {}", c.type_, c.status, c.message),
+        )
+        .await;
+    }
+    if status != previous {
+        patch_status(client, vc.as_ref(), &status).await?;
+    }
+
+    // Watches on the StatefulSets trigger reconciles as pods come and go; the periodic
+    // requeue is a safety net.
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Status of `vc` given its shard StatefulSets as stored in the API.
+pub fn compute_status(
+    vc: &VectorCollection,
+    statefulsets: &[StatefulSet],
+    now: Timestamp,
+) -> VectorCollectionStatus {
+    let previous = vc.status.clone().unwrap_or_default();
+    let desired = vc.spec.replicas;
+    let quorum = desired / 2 + 1;
+    let shards: Vec<ShardStatus> = statefulsets
+        .iter()
+        .enumerate()
+        .map(|(i, sts)| {
+            let st = sts.status.clone().unwrap_or_default();
+            let leader = previous
+                .shards
+                .iter()
+                .find(|s| s.index == i as i32)
+                .and_then(|s| s.leader.clone());
+            ShardStatus {
+                index: i as i32,
+                replicas: st.replicas,
+                ready_replicas: st.ready_replicas.unwrap_or(0),
+                leader,
+            }
+        })
+        .collect();
+    let ready_shards = shards
+        .iter()
+        .filter(|s| s.ready_replicas >= desired)
+        .count() as i32;
+    let all_ready = ready_shards == vc.spec.shards;
+    let rolling = statefulsets.iter().any(|s| !rolled_out(s, desired));
+    let below_quorum: Vec<String> = shards
+        .iter()
+        .filter(|s| s.ready_replicas < quorum)
+        .map(|s| s.index.to_string())
+        .collect();
+    let was_ready = conditions::is_true(&previous.conditions, condition_type::READY)
+        || conditions::is_true(&previous.conditions, condition_type::DEGRADED);
+
+    let ready = if all_ready {
+        Observed::new(
+            condition_type::READY,
+            true,
+            "AllShardsReady",
+            format!("{ready_shards}/{} shards ready", vc.spec.shards),
+        )
+    } else {
+        Observed::new(
+            condition_type::READY,
+            false,
+            "ShardsNotReady",
+            format!("{ready_shards}/{} shards ready", vc.spec.shards),
+        )
+    };
+    let progressing = if rolling {
+        Observed::new(
+            condition_type::PROGRESSING,
+            true,
+            "RollingOut",
+            "shard StatefulSets are being updated",
+        )
+    } else if !all_ready {
+        Observed::new(
+            condition_type::PROGRESSING,
+            true,
+            "WaitingForPods",
+            "waiting for shard pods to become ready",
+        )
+    } else {
+        Observed::new(
+            condition_type::PROGRESSING,
+            false,
+            "Settled",
+            "all shards run the current spec",
+        )
+    };
+    let degraded = if was_ready && !below_quorum.is_empty() {
+        Observed::new(
+            condition_type::DEGRADED,
+            true,
+            "QuorumLost",
+            format!("shards without a Raft quorum: {}", below_quorum.join(", ")),
+        )
+    } else if was_ready && !all_ready && !rolling {
+        Observed::new(
+            condition_type::DEGRADED,
+            true,
+            "ReplicasUnavailable",
+            "some shard replicas are not ready",
+        )
+    } else {
+        Observed::new(condition_type::DEGRADED, false, "AsExpected", "")
+    };
+
+    VectorCollectionStatus {
+        observed_generation: vc.meta().generation,
+        conditions: conditions::merge(
+            &previous.conditions,
+            vec![ready, progressing, degraded],
+            vc.meta().generation,
+            now,
+        ),
+        replicas: shards.iter().map(|s| s.replicas).min().unwrap_or(0),
+        selector: Some(selector_string(&selector_labels(WORKLOAD, &vc.name_any()))),
+        ready_shards,
+        shards,
+        points: previous.points,
+        endpoint: vc
+            .namespace()
+            .map(|ns| format!("http://{}.{ns}.svc:{HTTP_PORT}", vc.name_any())),
+    }
+}
+
+/// Whether a StatefulSet runs its current spec with the desired number of pods.
+pub fn rolled_out(sts: &StatefulSet, desired: i32) -> bool {
+    let Some(st) = &sts.status else { return false };
+    let generation_seen =
+        st.observed_generation.unwrap_or(0) >= sts.metadata.generation.unwrap_or(0);
+    let revision_done = match (&st.current_revision, &st.update_revision) {
+        (Some(current), Some(update)) => current == update,
+        _ => true,
+    };
+    generation_seen
+        && revision_done
+        && st.replicas == desired
+        && st.updated_replicas.unwrap_or(0) >= desired
+}
+
+#[cfg(test)]
+#[path = "vector_collection_tests.rs"]
+mod tests;

@@ -1,0 +1,117 @@
+use k8s_openapi::api::apps::v1::StatefulSetStatus;
+use serde_json::json;
+
+use super::*;
+use crate::builders::Images;
+
+fn vc(shards: i32, replicas: i32) -> VectorCollection {
+    let mut vc = VectorCollection::new(
+        "docs",
+        serde_json::from_value(
+            json!({"dimension": 4, "distance": "Dot", "shards": shards, "replicas": replicas}),
+        )
+        .unwrap(),
+    );
+    vc.metadata.namespace = Some("ml".into());
+    vc.metadata.uid = Some("u1".into());
+    vc.metadata.generation = Some(3);
+    vc
+}
+
+/// The shard StatefulSets as the API would return them, with `ready` ready pods each.
+fn shard_sets(vc: &VectorCollection, ready: &[i32]) -> Vec<StatefulSet> {
+    let mut sets = build::build(vc, &Images::default()).statefulsets;
+    for (sts, r) in sets.iter_mut().zip(ready) {
+        sts.metadata.generation = Some(1);
+        sts.status = Some(StatefulSetStatus {
+            observed_generation: Some(1),
+            replicas: vc.spec.replicas,
+            ready_replicas: Some(*r),
+            updated_replicas: Some(vc.spec.replicas),
+            current_revision: Some("r1".into()),
+            update_revision: Some("r1".into()),
+            ..StatefulSetStatus::default()
+        });
+    }
+    sets
+}
+
+fn cond<'a>(
+    status: &'a VectorCollectionStatus,
+    t: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    status.conditions.iter().find(|c| c.type_ == t).unwrap()
+}
+
+#[test]
+fn all_shards_ready_means_ready_and_settled() {
+    let vc = vc(2, 3);
+    let status = compute_status(&vc, &shard_sets(&vc, &[3, 3]), Timestamp::now());
+    assert_eq!(status.ready_shards, 2);
+    assert_eq!(cond(&status, "Ready").status, "True");
+    assert_eq!(cond(&status, "Progressing").status, "False");
+    assert_eq!(cond(&status, "Degraded").status, "False");
+    assert_eq!(status.observed_generation, Some(3));
+    assert_eq!(status.replicas, 3);
+    assert_eq!(status.endpoint.as_deref(), Some("http://docs.ml.svc:6333"));
+    assert_eq!(
+        status.selector.as_deref(),
+        Some("app.kubernetes.io/instance=docs,app.kubernetes.io/name=vectorforge")
+    );
+    assert_eq!(
+        status.shards[1],
+        ShardStatus {
+            index: 1,
+            replicas: 3,
+            ready_replicas: 3,
+            leader: None
+        }
+    );
+}
+
+#[test]
+fn a_new_collection_is_progressing_not_degraded() {
+    let vc = vc(2, 3);
+    let status = compute_status(&vc, &shard_sets(&vc, &[0, 1]), Timestamp::now());
+    assert_eq!(cond(&status, "Ready").status, "False");
+    assert_eq!(cond(&status, "Progressing").status, "True");
+    assert_eq!(cond(&status, "Progressing").reason, "WaitingForPods");
+    assert_eq!(cond(&status, "Degraded").status, "False");
+}
+
+#[test]
+fn losing_quorum_after_being_ready_is_degraded() {
+    let mut vc = vc(2, 3);
+    let ready = compute_status(&vc, &shard_sets(&vc, &[3, 3]), Timestamp::now());
+    vc.status = Some(ready);
+    let status = compute_status(&vc, &shard_sets(&vc, &[3, 1]), Timestamp::now());
+    let degraded = cond(&status, "Degraded");
+    assert_eq!(degraded.status, "True");
+    assert_eq!(degraded.reason, "QuorumLost");
+    assert!(degraded.message.contains('1'), "{}", degraded.message);
+
+    let minority_down = compute_status(&vc, &shard_sets(&vc, &[3, 2]), Timestamp::now());
+    assert_eq!(
+        cond(&minority_down, "Degraded").reason,
+        "ReplicasUnavailable"
+    );
+}
+
+#[test]
+fn statefulset_mid_rollout_is_progressing() {
+    let vc = vc(1, 3);
+    let mut sets = shard_sets(&vc, &[3]);
+    if let Some(st) = sets[0].status.as_mut() {
+        st.update_revision = Some("r2".into());
+    }
+    assert!(!rolled_out(&sets[0], 3));
+    let status = compute_status(&vc, &sets, Timestamp::now());
+    assert_eq!(cond(&status, "Progressing").reason, "RollingOut");
+}
+
+#[test]
+fn statefulset_without_status_is_not_rolled_out() {
+    let vc = vc(1, 1);
+    let sts = build::build(&vc, &Images::default()).statefulsets.remove(0);
+    assert!(!rolled_out(&sts, 1));
+}
