@@ -8,6 +8,7 @@ mod links;
 mod persist;
 mod search;
 
+pub use persist::NONE;
 pub use search::Scored;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

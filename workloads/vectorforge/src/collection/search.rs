@@ -1,0 +1,274 @@
+//! Reads: search, scroll, count. The search path, top-down:
+//! 1. validate the query (dimension, finite) and normalise it for cosine;
+//! 2. turn the filter into a bitmap of candidates with the payload index
+//!    (exact when every condition is indexed, else a superset checked per point);
+//! 3. estimate how many points match; few → score them all exactly, many → walk
+//!    the graph, where non-matching points route but are never returned;
+//! 4. score the not-yet-indexed tail exactly, merge, apply offset / limit /
+//!    threshold, attach payloads and vectors.
+
+use std::collections::{BinaryHeap, HashSet};
+use std::sync::atomic::Ordering;
+
+use roaring::RoaringBitmap;
+
+use super::Collection;
+use super::core::{Core, State};
+use crate::distance;
+use crate::error::{Error, Result};
+use crate::filter::{Filter, FilterContext, check};
+use crate::hnsw::Scored;
+use crate::storage::VectorSource;
+use crate::types::{Distance, Offset, PointId, Record, ScoredPoint};
+
+/// A search as Qdrant's `/points/search` describes it.
+#[derive(Clone, Debug, Default)]
+pub struct SearchRequest {
+    pub vector: Vec<f32>,
+    pub filter: Option<Filter>,
+    pub limit: usize,
+    pub offset: usize,
+    /// Candidate list size; the collection's default when None.
+    pub ef: Option<usize>,
+    /// Score every candidate exactly instead of walking the graph.
+    pub exact: bool,
+    /// Minimal similarity (Cosine, Dot) or maximal distance (Euclid, Manhattan).
+    pub score_threshold: Option<f32>,
+    pub with_payload: bool,
+    pub with_vector: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ScrollRequest {
+    pub filter: Option<Filter>,
+    pub limit: usize,
+    /// First point id of the page (ids are ordered).
+    pub offset: Option<PointId>,
+    pub with_payload: bool,
+    pub with_vector: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScrollResult {
+    pub points: Vec<Record>,
+    pub next_page_offset: Option<PointId>,
+}
+
+/// The candidates a filter leaves and how to test a single point.
+struct Candidates<'a> {
+    filter: Option<&'a Filter>,
+    /// Superset of the matching live points.
+    bitmap: RoaringBitmap,
+    /// True when `bitmap` is exactly the matching set.
+    exact: bool,
+}
+
+impl Candidates<'_> {
+    fn accepts(&self, st: &State, off: Offset) -> bool {
+        self.bitmap.contains(off)
+            && (self.exact
+                || self.filter.is_none_or(|f| {
+                    check(f, st.payloads.get(off), st.ids.get(off as usize).copied())
+                }))
+    }
+
+    /// Estimated number of matching points (sampling when the bitmap is a superset).
+    fn estimate(&self, st: &State) -> usize {
+        let n = self.bitmap.len() as usize;
+        if self.exact || n == 0 {
+            return n;
+        }
+        let step = (n / 1000).max(1);
+        let (mut seen, mut hit) = (0usize, 0usize);
+        for off in self.bitmap.iter().step_by(step) {
+            seen += 1;
+            hit += usize::from(self.accepts(st, off));
+        }
+        (n * hit).div_ceil(seen.max(1))
+    }
+}
+
+fn candidates<'a>(st: &State, filter: Option<&'a Filter>) -> Candidates<'a> {
+    match filter.filter(|f| !f.is_empty()) {
+        None => Candidates {
+            filter: None,
+            bitmap: st.live.clone(),
+            exact: true,
+        },
+        Some(f) => {
+            let ctx = FilterContext {
+                index: &st.index,
+                offsets: &st.offsets,
+                live: &st.live,
+            };
+            let (bitmap, exact) = ctx.eval(f);
+            Candidates {
+                filter: Some(f),
+                bitmap,
+                exact,
+            }
+        }
+    }
+}
+
+/// Keeps the `k` best (lowest internal distance) of a stream.
+fn push_top(heap: &mut BinaryHeap<Scored>, k: usize, s: Scored) {
+    if heap.len() < k {
+        heap.push(s);
+    } else if heap.peek().is_some_and(|w| s < *w) {
+        heap.pop();
+        heap.push(s);
+    }
+}
+
+impl Collection {
+    fn prepare_query(&self, v: &[f32]) -> Result<Vec<f32>> {
+        if v.len() != self.config.dim {
+            return Err(Error::WrongQueryDimension {
+                expected: self.config.dim,
+                got: v.len(),
+            });
+        }
+        if let Some(index) = v.iter().position(|x| !x.is_finite()) {
+            return Err(Error::NonFiniteQuery { index });
+        }
+        let mut q = v.to_vec();
+        if self.config.distance == Distance::Cosine {
+            distance::normalize(&mut q);
+        }
+        Ok(q)
+    }
+
+    pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
+        let q = self.prepare_query(&req.vector)?;
+        let k = req.limit.saturating_add(req.offset);
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let core = self.shared.core.read();
+        let st = core.state.read();
+        let cand = candidates(&st, req.filter.as_ref());
+        let n = core.vectors.len();
+        let indexed = core.indexed.load(Ordering::Acquire).min(n);
+        let matching = cand.estimate(&st);
+        let dist = self.dist();
+
+        let mut found: Vec<Scored> =
+            if req.exact || matching <= self.config.hnsw.full_scan_threshold || indexed == 0 {
+                let mut heap = BinaryHeap::with_capacity(k + 1);
+                for off in cand.bitmap.iter() {
+                    if cand.exact || cand.accepts(&st, off) {
+                        push_top(
+                            &mut heap,
+                            k,
+                            Scored(dist(&q, core.vectors.vector(off)), off),
+                        );
+                    }
+                }
+                heap.into_vec()
+            } else {
+                let ef = req.ef.unwrap_or(self.config.hnsw.ef).max(k);
+                // a selective filter leaves fewer accepted points per visited node: widen the beam
+                let live = st.live.len().max(1) as f64;
+                let boost = (live / matching.max(1) as f64).sqrt().clamp(1.0, 4.0);
+                let ef = (ef as f64 * boost) as usize;
+                let mut v = core.graph.search(&core.vectors, &q, k, ef, |o| {
+                    (o as usize) < indexed && cand.accepts(&st, o)
+                });
+                let mut heap: BinaryHeap<Scored> = v.drain(..).collect();
+                for off in cand.bitmap.range(indexed as u32..) {
+                    if cand.accepts(&st, off) {
+                        push_top(
+                            &mut heap,
+                            k,
+                            Scored(dist(&q, core.vectors.vector(off)), off),
+                        );
+                    }
+                }
+                heap.into_vec()
+            };
+        found.sort_unstable();
+        let d = self.config.distance;
+        let out = found
+            .into_iter()
+            .skip(req.offset)
+            .take(req.limit)
+            .map(|s| (s.1, d.to_score(s.0)))
+            .filter(|(_, score)| match req.score_threshold {
+                None => true,
+                Some(t) if d.higher_is_better() => *score >= t,
+                Some(t) => *score <= t,
+            })
+            .map(|(off, score)| {
+                self.scored_point(&core, &st, off, score, req.with_payload, req.with_vector)
+            })
+            .collect();
+        Ok(out)
+    }
+
+    fn scored_point(
+        &self,
+        core: &Core,
+        st: &State,
+        off: Offset,
+        score: f32,
+        wp: bool,
+        wv: bool,
+    ) -> ScoredPoint {
+        ScoredPoint {
+            id: st.ids[off as usize],
+            score,
+            payload: wp.then(|| st.payloads.get(off).cloned().unwrap_or_default()),
+            vector: wv.then(|| core.vectors.vector(off).to_vec()),
+        }
+    }
+
+    /// Number of live points matching `filter` (all live points without one).
+    pub fn count(&self, filter: Option<&Filter>) -> usize {
+        let core = self.shared.core.read();
+        let st = core.state.read();
+        let cand = candidates(&st, filter);
+        if cand.exact {
+            return cand.bitmap.len() as usize;
+        }
+        cand.bitmap.iter().filter(|&o| cand.accepts(&st, o)).count()
+    }
+
+    /// Pages through matching points ordered by id.
+    pub fn scroll(&self, req: &ScrollRequest) -> ScrollResult {
+        let core = self.shared.core.read();
+        let st = core.state.read();
+        let cand = candidates(&st, req.filter.as_ref());
+        let mut matching: Vec<(PointId, Offset)> = cand
+            .bitmap
+            .iter()
+            .filter(|&o| cand.accepts(&st, o))
+            .map(|o| (st.ids[o as usize], o))
+            .filter(|(id, _)| req.offset.is_none_or(|start| *id >= start))
+            .collect();
+        matching.sort_unstable();
+        let next_page_offset = matching.get(req.limit).map(|(id, _)| *id);
+        let points = matching
+            .into_iter()
+            .take(req.limit)
+            .map(|(id, off)| Record {
+                id,
+                payload: req
+                    .with_payload
+                    .then(|| st.payloads.get(off).cloned().unwrap_or_default()),
+                vector: req.with_vector.then(|| core.vectors.vector(off).to_vec()),
+            })
+            .collect();
+        ScrollResult {
+            points,
+            next_page_offset,
+        }
+    }
+
+    /// Ids of every live point (unordered); handy for checks.
+    pub fn point_ids(&self) -> HashSet<PointId> {
+        let core = self.shared.core.read();
+        let st = core.state.read();
+        st.offsets.keys().copied().collect()
+    }
+}

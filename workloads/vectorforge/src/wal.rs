@@ -1,0 +1,392 @@
+//! Write-ahead log: records framed as `[len u32][crc32c u32][seq u64][bytes]`
+//! (the CRC covers seq and bytes) in segment files named by their first
+//! sequence number. Sequence numbers increase by one. With `SyncPolicy::Always`
+//! writers wait in `sync_upto`, where one fsync covers every record written so
+//! far (group commit); with `Interval` a background thread fsyncs.
+//!
+//! Replay truncates a torn tail (an incomplete or checksum-failing last record,
+//! or zero bytes to the end of the last segment) and refuses, deleting nothing,
+//! when a damaged record is followed by more data or sits in an older segment.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, IoContext, Result};
+use crate::types::SyncPolicy;
+
+const HEADER: usize = 16;
+
+struct Inner {
+    file: Arc<File>,
+    path: PathBuf,
+    size: u64,
+    last_seq: u64,
+    /// (first seq, path), oldest first; the last one is being written.
+    segments: Vec<(u64, PathBuf)>,
+}
+
+pub struct Wal {
+    dir: PathBuf,
+    segment_bytes: u64,
+    inner: Mutex<Inner>,
+    synced: AtomicU64,
+    sync_lock: Mutex<()>,
+}
+
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|f| f.sync_all()).at(dir)
+}
+
+fn segment_name(first: u64) -> String {
+    format!("{first:020}.wal")
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `dir`, calling `apply(seq, bytes)` for every
+    /// valid record in order. Returns the log ready for appends after the last record.
+    pub fn open(
+        dir: &Path,
+        policy: SyncPolicy,
+        segment_bytes: u64,
+        mut apply: impl FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<Arc<Wal>> {
+        fs::create_dir_all(dir).at(dir)?;
+        let mut segments: Vec<(u64, PathBuf)> = Vec::new();
+        for e in fs::read_dir(dir).at(dir)? {
+            let p = e.at(dir)?.path();
+            let first = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".wal"))
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(first) = first {
+                segments.push((first, p));
+            }
+        }
+        segments.sort();
+        let mut last_seq = 0u64;
+        let mut tail_size = 0u64;
+        for (i, (_, path)) in segments.iter().enumerate() {
+            let is_last = i + 1 == segments.len();
+            let data = fs::read(path).at(path)?;
+            let corrupt = |offset: usize, reason: String| Error::WalCorrupted {
+                path: path.clone(),
+                offset: offset as u64,
+                reason,
+            };
+            let mut pos = 0usize;
+            while pos < data.len() {
+                let rest = &data[pos..];
+                let torn_ok = is_last;
+                if rest.len() < HEADER {
+                    if torn_ok {
+                        break;
+                    }
+                    return Err(corrupt(pos, "incomplete record header".into()));
+                }
+                let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+                let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
+                let mut sb = [0u8; 8];
+                sb.copy_from_slice(&rest[8..16]);
+                let seq = u64::from_le_bytes(sb);
+                if HEADER + len > rest.len() {
+                    if torn_ok {
+                        break;
+                    }
+                    return Err(corrupt(
+                        pos,
+                        "record extends past the end of the segment".into(),
+                    ));
+                }
+                let body = &rest[HEADER..HEADER + len];
+                let ok = crc32c::crc32c_append(crc32c::crc32c(&rest[8..16]), body) == crc;
+                if !ok {
+                    let at_end = HEADER + len == rest.len() || rest.iter().all(|b| *b == 0);
+                    if torn_ok && at_end {
+                        break;
+                    }
+                    return Err(corrupt(
+                        pos,
+                        "checksum mismatch with more records after it".into(),
+                    ));
+                }
+                if last_seq != 0 && seq != last_seq + 1 {
+                    return Err(corrupt(pos, format!("sequence {seq} follows {last_seq}")));
+                }
+                apply(seq, body)?;
+                last_seq = seq;
+                pos += HEADER + len;
+            }
+            if is_last && pos < data.len() {
+                tracing::warn!(path = %path.display(), at = pos, dropped = data.len() - pos, "truncating torn WAL tail");
+                let f = OpenOptions::new().write(true).open(path).at(path)?;
+                f.set_len(pos as u64).at(path)?;
+                f.sync_all().at(path)?;
+            }
+            if is_last {
+                tail_size = pos as u64;
+            }
+        }
+        let (file, path, size) = match segments.last() {
+            Some((_, p)) => (
+                OpenOptions::new().append(true).open(p).at(p)?,
+                p.clone(),
+                tail_size,
+            ),
+            None => {
+                let p = dir.join(segment_name(1));
+                let f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&p)
+                    .at(&p)?;
+                fsync_dir(dir)?;
+                segments.push((1, p.clone()));
+                (f, p, 0)
+            }
+        };
+        let wal = Arc::new(Wal {
+            dir: dir.to_path_buf(),
+            segment_bytes,
+            inner: Mutex::new(Inner {
+                file: Arc::new(file),
+                path,
+                size,
+                last_seq,
+                segments,
+            }),
+            synced: AtomicU64::new(last_seq),
+            sync_lock: Mutex::new(()),
+        });
+        if let SyncPolicy::Interval { millis } = policy {
+            let weak = Arc::downgrade(&wal);
+            std::thread::Builder::new()
+                .name("vf-wal-sync".into())
+                .spawn(move || interval_sync(weak, Duration::from_millis(millis.max(1))))
+                .map_err(|e| Error::io(dir, e))?;
+        }
+        Ok(wal)
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.inner.lock().last_seq
+    }
+
+    /// Appends one record; `seq` must be the next sequence number or later.
+    pub fn append(&self, seq: u64, body: &[u8]) -> Result<()> {
+        let mut g = self.inner.lock();
+        if seq <= g.last_seq {
+            return Err(Error::StaleSequence {
+                last: g.last_seq,
+                got: seq,
+            });
+        }
+        if g.size >= self.segment_bytes {
+            g.file.sync_data().at(&g.path)?;
+            let p = self.dir.join(segment_name(seq));
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p)
+                .at(&p)?;
+            fsync_dir(&self.dir)?;
+            g.file = Arc::new(f);
+            g.path = p.clone();
+            g.size = 0;
+            g.segments.push((seq, p));
+        }
+        let len = u32::try_from(body.len())
+            .map_err(|_| Error::InvalidPayload("operation larger than 4 GiB".into()))?;
+        let mut frame = Vec::with_capacity(HEADER + body.len());
+        let sb = seq.to_le_bytes();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&sb), body);
+        frame.extend_from_slice(&len.to_le_bytes());
+        frame.extend_from_slice(&crc.to_le_bytes());
+        frame.extend_from_slice(&sb);
+        frame.extend_from_slice(body);
+        if let Err(e) = (&*g.file).write_all(&frame) {
+            // take back a partial write so that later records do not follow garbage
+            let _ = g.file.set_len(g.size);
+            return Err(Error::io(&g.path, e));
+        }
+        g.size += frame.len() as u64;
+        g.last_seq = seq;
+        Ok(())
+    }
+
+    /// Blocks until every record up to `seq` is on disk. Concurrent callers share fsyncs.
+    pub fn sync_upto(&self, seq: u64) -> Result<()> {
+        if self.synced.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        let _leader = self.sync_lock.lock();
+        if self.synced.load(Ordering::Acquire) >= seq {
+            return Ok(());
+        }
+        let (file, path, target) = {
+            let g = self.inner.lock();
+            (g.file.clone(), g.path.clone(), g.last_seq)
+        };
+        file.sync_data().at(&path)?;
+        self.synced.fetch_max(target, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Removes whole segments whose records are all `<= seq` (never the live one).
+    pub fn remove_upto(&self, seq: u64) -> Result<usize> {
+        let mut g = self.inner.lock();
+        let mut removed = 0;
+        while g.segments.len() > 1 && g.segments[1].0 <= seq + 1 {
+            let (_, p) = g.segments.remove(0);
+            fs::remove_file(&p).at(&p)?;
+            removed += 1;
+        }
+        if removed > 0 {
+            fsync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.inner.lock().segments.len()
+    }
+}
+
+fn interval_sync(wal: Weak<Wal>, every: Duration) {
+    loop {
+        std::thread::sleep(every);
+        let Some(w) = wal.upgrade() else { return };
+        let last = w.last_seq();
+        if let Err(e) = w.sync_upto(last) {
+            tracing::error!(error = %e, "periodic WAL fsync failed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(dir: &Path) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut v = Vec::new();
+        Wal::open(dir, SyncPolicy::Always, 1 << 20, |s, b| {
+            v.push((s, b.to_vec()));
+            Ok(())
+        })?;
+        Ok(v)
+    }
+
+    #[test]
+    fn append_replay_rotate_and_trim() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().join("wal");
+        let w = Wal::open(&d, SyncPolicy::Always, 4096, |_, _| Ok(())).unwrap();
+        for s in 1..=100u64 {
+            w.append(s, &[s as u8; 100]).unwrap();
+        }
+        w.sync_upto(100).unwrap();
+        assert!(w.segment_count() > 1);
+        assert!(matches!(
+            w.append(100, b"x"),
+            Err(Error::StaleSequence { .. })
+        ));
+        drop(w);
+        let got = read_all(&d).unwrap();
+        assert_eq!(got.len(), 100);
+        assert!(
+            got.iter()
+                .enumerate()
+                .all(|(i, (s, b))| *s == i as u64 + 1 && b[0] == *s as u8)
+        );
+        let w = Wal::open(&d, SyncPolicy::Always, 4096, |_, _| Ok(())).unwrap();
+        let before = w.segment_count();
+        assert!(w.remove_upto(60).unwrap() > 0);
+        assert!(w.segment_count() < before);
+        drop(w);
+        let got = read_all(&d).unwrap();
+        assert!(got[0].0 <= 61 && got.last().unwrap().0 == 100);
+    }
+
+    fn one_segment(d: &Path) -> PathBuf {
+        let w = Wal::open(d, SyncPolicy::Always, 1 << 20, |_, _| Ok(())).unwrap();
+        for s in 1..=10u64 {
+            w.append(s, &[7u8; 50]).unwrap();
+        }
+        w.sync_upto(10).unwrap();
+        w.inner.lock().path.clone()
+    }
+
+    #[test]
+    fn torn_tail_is_truncated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = one_segment(tmp.path());
+        let full = fs::read(&p).unwrap();
+        // cut the last record in half
+        fs::write(&p, &full[..full.len() - 20]).unwrap();
+        assert_eq!(read_all(tmp.path()).unwrap().len(), 9);
+        assert_eq!(fs::metadata(&p).unwrap().len() as usize, full.len() - 66);
+        // zeros appended (size grew, data never written)
+        let mut z = fs::read(&p).unwrap();
+        z.extend_from_slice(&[0u8; 300]);
+        fs::write(&p, &z).unwrap();
+        assert_eq!(read_all(tmp.path()).unwrap().len(), 9);
+        // a garbled last record
+        let mut g = fs::read(&p).unwrap();
+        let n = g.len();
+        g[n - 3] ^= 0x55;
+        fs::write(&p, &g).unwrap();
+        assert_eq!(read_all(tmp.path()).unwrap().len(), 8);
+        // appends continue after the truncation point
+        let w = Wal::open(tmp.path(), SyncPolicy::Always, 1 << 20, |_, _| Ok(())).unwrap();
+        w.append(9, b"again").unwrap();
+        drop(w);
+        assert_eq!(read_all(tmp.path()).unwrap().last().unwrap().1, b"again");
+    }
+
+    #[test]
+    fn corruption_in_the_middle_is_refused_and_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = one_segment(tmp.path());
+        let mut data = fs::read(&p).unwrap();
+        data[66 * 3 + 20] ^= 0xff;
+        fs::write(&p, &data).unwrap();
+        let err = read_all(tmp.path()).unwrap_err();
+        assert!(
+            matches!(err, Error::WalCorrupted { offset: 198, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("checksum"));
+        assert_eq!(fs::read(&p).unwrap(), data, "nothing may be deleted");
+    }
+
+    #[test]
+    fn group_commit_from_many_threads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let w = Wal::open(tmp.path(), SyncPolicy::Always, 1 << 20, |_, _| Ok(())).unwrap();
+        let next = Mutex::new(0u64);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        let seq = {
+                            let mut n = next.lock();
+                            *n += 1;
+                            w.append(*n, b"rec").unwrap();
+                            *n
+                        };
+                        w.sync_upto(seq).unwrap();
+                        assert!(w.synced.load(Ordering::Acquire) >= seq);
+                    }
+                });
+            }
+        });
+        drop(w);
+        assert_eq!(read_all(tmp.path()).unwrap().len(), 400);
+    }
+}
