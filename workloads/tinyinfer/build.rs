@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .bytes(".")
+        .codec_path("crate::codec::StrictCodec")
         .compile_protos(&["proto/grpc_service.proto"], &["proto"])?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! pipeline. The binary (`main.rs`) wires these modules to the command line.
 
 pub mod batcher;
+pub mod codec;
 pub mod config;
 pub mod embedding;
 pub mod error;
