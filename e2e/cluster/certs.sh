@@ -6,6 +6,9 @@
 #   admin.{crt,key}      client cert, O=system:masters       -> $KUBECONFIG
 #   kcm.{crt,key}        client cert, CN=system:kube-controller-manager -> kcm.kubeconfig
 #   sa.{key,pub}         service-account token signing key pair
+#   front-proxy-ca.{crt,key}, front-proxy-client.{crt,key}
+#                        request-header auth for aggregated APIs; also lets the
+#                        controller-manager's delegated authentication start cleanly
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -18,14 +21,23 @@ DAYS=3650
 
 new_ec_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
 
-# sign NAME SUBJECT EXTENSIONS: key + cert NAME signed by the CA.
+# new_ca NAME CN: self-signed CA NAME.{crt,key}.
+new_ca() {
+	new_ec_key "$PKI/$1.key"
+	openssl req -x509 -new -key "$PKI/$1.key" -subj "/CN=$2" -days "$DAYS" -sha256 \
+		-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+		-out "$PKI/$1.crt"
+	log "pki: $1"
+}
+
+# sign NAME SUBJECT EXTENSIONS [CA]: key + cert NAME signed by CA (default: ca).
 sign() {
-	local name="$1" subj="$2" ext="$3"
+	local name="$1" subj="$2" ext="$3" ca="${4:-ca}"
 	[[ -s "$PKI/$name.crt" && -s "$PKI/$name.key" ]] && return
 	new_ec_key "$PKI/$name.key"
 	openssl req -new -key "$PKI/$name.key" -subj "$subj" -out "$PKI/$name.csr"
 	printf '%b\n' "$ext" >"$PKI/$name.ext"
-	openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+	openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
 		-days "$DAYS" -sha256 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
 	rm -f "$PKI/$name.csr" "$PKI/$name.ext"
 	log "pki: $name ($subj)"
@@ -34,11 +46,11 @@ sign() {
 if [[ ! -s "$PKI/ca.crt" || ! -s "$PKI/ca.key" ]]; then
 	# A new CA invalidates every cert signed by the old one.
 	rm -f "$PKI"/*.crt "$PKI"/*.key "$PKI"/*.srl "$RUN_DIR"/*.kubeconfig "$KUBECONFIG"
-	new_ec_key "$PKI/ca.key"
-	openssl req -x509 -new -key "$PKI/ca.key" -subj "/CN=modelhub-local-ca" -days "$DAYS" -sha256 \
-		-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
-		-out "$PKI/ca.crt"
-	log "pki: ca"
+	new_ca ca modelhub-local-ca
+fi
+if [[ ! -s "$PKI/front-proxy-ca.crt" || ! -s "$PKI/front-proxy-ca.key" ]]; then
+	rm -f "$PKI"/front-proxy-client.*
+	new_ca front-proxy-ca modelhub-local-front-proxy-ca
 fi
 
 CLIENT_EXT='basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth'
@@ -48,6 +60,7 @@ extendedKeyUsage=serverAuth
 subjectAltName=IP:$HOST,IP:$SERVICE_FIRST_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
 sign admin "/O=system:masters/CN=modelhub-admin" "$CLIENT_EXT"
 sign kcm "/CN=system:kube-controller-manager" "$CLIENT_EXT"
+sign front-proxy-client "/CN=front-proxy-client" "$CLIENT_EXT" front-proxy-ca
 
 if [[ ! -s "$PKI/sa.key" ]]; then
 	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/sa.key" 2>/dev/null

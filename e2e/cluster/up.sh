@@ -90,6 +90,13 @@ start kube-apiserver "$APISERVER_PORT" \
 	--service-account-issuer="$SA_ISSUER" \
 	--service-account-key-file="$PKI/sa.pub" \
 	--service-account-signing-key-file="$PKI/sa.key" \
+	--requestheader-client-ca-file="$PKI/front-proxy-ca.crt" \
+	--requestheader-allowed-names=front-proxy-client \
+	--requestheader-username-headers=X-Remote-User \
+	--requestheader-group-headers=X-Remote-Group \
+	--requestheader-extra-headers-prefix=X-Remote-Extra- \
+	--proxy-client-cert-file="$PKI/front-proxy-client.crt" \
+	--proxy-client-key-file="$PKI/front-proxy-client.key" \
 	--cert-dir="$RUN_DIR/apiserver-certs" \
 	--profiling=false
 wait_for kube-apiserver apiserver_ready
@@ -101,6 +108,7 @@ start kube-controller-manager "$KCM_PORT" \
 	--bind-address="$HOST" \
 	--secure-port="$KCM_PORT" \
 	--cert-dir="$RUN_DIR/kcm-certs" \
+	--flex-volume-plugin-dir="$RUN_DIR/flexvolume" \
 	--controllers='*' \
 	--use-service-account-credentials=true \
 	--root-ca-file="$PKI/ca.crt" \
