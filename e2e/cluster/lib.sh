@@ -1,7 +1,7 @@
 # Shared settings and helpers for the local control-plane scripts in this
 # directory; sourced by them, not run. Everything can be overridden from the
 # environment (cluster.mk exports STATE_DIR, TOOLS_BIN, KUBECONFIG, ...).
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # (variables are used by the sourcing scripts)
 
 CLUSTER_SCRIPTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$CLUSTER_SCRIPTS/../.." && pwd)"
@@ -41,7 +41,7 @@ pid_of() {
 	local pid
 	pid="$(cat "$(pid_file "$1")" 2>/dev/null)" || return 1
 	[[ "$pid" =~ ^[0-9]+$ ]] || return 1
-	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$TOOLS_BIN/$1 " || return 1
+	tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q -- "$TOOLS_BIN/$1 " || return 1
 	echo "$pid"
 }
 

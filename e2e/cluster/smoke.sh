@@ -17,6 +17,7 @@ fail() {
 	echo "[smoke] FAIL: $*" >&2
 	echo "[smoke] objects in $NS:" >&2
 	k get all,endpointslices,secrets,serviceaccounts -o wide >&2 || true
+	"$CLUSTER_SCRIPTS/status.sh" >&2 || true
 	show_log kube-controller-manager 30
 	exit 1
 }
@@ -56,7 +57,11 @@ owner_kinds() {
 }
 owned_by() { [[ "$(owner_kinds "$1" "$2")" == "$3" ]]; }
 
-apiserver_ready || fail "kube-apiserver at https://$HOST:$APISERVER_PORT is not ready (make cluster-up)"
+if ! "$CLUSTER_SCRIPTS/status.sh" >/dev/null; then
+	"$CLUSTER_SCRIPTS/status.sh" >&2 || true
+	echo "[smoke] FAIL: the local control plane is not (fully) up: make cluster-up" >&2
+	exit 1
+fi
 "$KUBECTL" create namespace "$NS" >/dev/null
 pass "namespace $NS created"
 

@@ -36,10 +36,10 @@ start() {
 	echo "===== $(date -u +%FT%TZ) up.sh starts $name" >>"$(log_file "$name")"
 	# The inner shell records its own pid and then execs the binary, so the pid
 	# file holds the component's pid whether or not setsid had to fork.
+	# shellcheck disable=SC2016 # $$ and $@ are the inner shell's
 	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$(pid_file "$name")" "$TOOLS_BIN/$name" "$@" \
 		</dev/null >>"$(log_file "$name")" 2>&1 &
-	local i
-	for i in $(seq 50); do [[ -s "$(pid_file "$name")" ]] && break; sleep 0.1; done
+	for _ in $(seq 50); do [[ -s "$(pid_file "$name")" ]] && break; sleep 0.1; done
 }
 
 # wait_for NAME CHECK: poll CHECK until it succeeds; fail early if NAME died.
@@ -56,7 +56,7 @@ wait_for() {
 		fi
 		sleep 1
 	done
-	log "$name: ok"
+	log "$name: $check"
 }
 
 start etcd "$ETCD_CLIENT_PORT" \
