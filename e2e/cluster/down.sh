@@ -25,6 +25,7 @@ stop() {
 	rm -f "$(pid_file "$name")"
 }
 
+lock_cluster
 for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
 	stop "${COMPONENTS[i]}"
 done

@@ -69,3 +69,11 @@ apiserver_ready() { [[ "$(apiserver_get /readyz)" == ok ]]; }
 kcm_healthy() {
 	[[ "$(curl -fsS --max-time 3 -k "https://$HOST:$KCM_PORT/healthz" 2>/dev/null)" == ok ]]
 }
+
+# lock_cluster: serialise up/down of this state dir (engineers share a checkout).
+# Holds fd 8 until the script exits; started components must not inherit it.
+lock_cluster() {
+	mkdir -p "$RUN_DIR"
+	exec 8>"$RUN_DIR/.lock"
+	flock -w 600 8 || die "another up/down of $RUN_DIR holds $RUN_DIR/.lock"
+}

@@ -14,13 +14,13 @@ for c in "${COMPONENTS[@]}" kubectl; do
 	[[ -x "$TOOLS_BIN/$c" ]] || die "$TOOLS_BIN/$c missing: run 'make tools' first"
 done
 
+lock_cluster
 if pid_of kube-controller-manager >/dev/null && apiserver_ready 2>/dev/null; then
 	log "already up (KUBECONFIG=$KUBECONFIG)"
 	exit 0
 fi
 
 "$CLUSTER_SCRIPTS/certs.sh"
-mkdir -p "$RUN_DIR"
 
 # start NAME PORT ARGS...: run $TOOLS_BIN/NAME in its own session, detached from
 # the terminal / make, unless it already runs. Fails if PORT is taken by another process.
@@ -38,7 +38,7 @@ start() {
 	# file holds the component's pid whether or not setsid had to fork.
 	# shellcheck disable=SC2016 # $$ and $@ are the inner shell's
 	setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$(pid_file "$name")" "$TOOLS_BIN/$name" "$@" \
-		</dev/null >>"$(log_file "$name")" 2>&1 &
+		</dev/null >>"$(log_file "$name")" 2>&1 8>&- &
 	for _ in $(seq 50); do [[ -s "$(pid_file "$name")" ]] && break; sleep 0.1; done
 }
 
@@ -85,6 +85,7 @@ start kube-apiserver "$APISERVER_PORT" \
 	--tls-private-key-file="$PKI/apiserver.key" \
 	--client-ca-file="$PKI/ca.crt" \
 	--authorization-mode=Node,RBAC \
+	--enable-admission-plugins=NodeRestriction \
 	--allow-privileged=true \
 	--service-cluster-ip-range="$SERVICE_CIDR" \
 	--service-account-issuer="$SA_ISSUER" \
