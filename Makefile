@@ -25,6 +25,81 @@ include e2e/cluster/cluster.mk
 -include workloads/vectorforge/vectorforge.mk
 -include workloads/tinyinfer/tinyinfer.mk
 
+# Namespace `make up` applies the samples to; address of the local operator's metrics.
+DEMO_NS          ?= modelhub-demo
+OPERATOR_METRICS ?= 127.0.0.1:18090
+OPERATOR_STATE   := $(STATE_DIR)/operator
+TARGET_DIR        = $(shell $(CARGO) metadata --format-version 1 --no-deps | $(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+
+# ---------------------------------------------------------------- newcomer entry points
+.PHONY: up down
+up: cluster-up build-operator install-crds ## bring up the local cluster, run the operator, apply the samples, show their status
+	e2e/up-operator.sh "$(TARGET_DIR)/debug/modelhub-operator" "$(OPERATOR_STATE)" "$(OPERATOR_METRICS)"
+	$(KUBECTL) create namespace $(DEMO_NS) --dry-run=client -o yaml | $(KUBECTL) apply -f - >/dev/null
+	$(KUBECTL) apply -n $(DEMO_NS) -k config/samples
+	e2e/show-status.sh $(DEMO_NS)
+
+down: ## stop the operator and the local cluster (state is kept; cluster-clean wipes it)
+	-e2e/down-operator.sh "$(OPERATOR_STATE)"
+	$(MAKE) cluster-down
+
+# ---------------------------------------------------------------- build
+.PHONY: build build-operator crds install-crds
+build: ## build every binary of the workspace (debug)
+	$(CARGO) build --workspace --bins
+
+build-operator:
+	$(CARGO) build -p modelhub-operator --bins
+
+crds: ## regenerate crds/, charts/modelhub/crds and config/crd/bases from the Rust types
+	$(CARGO) run -q -p modelhub-operator --bin crdgen -- crds charts/modelhub/crds config/crd/bases
+
+install-crds: cluster-up ## install the CRDs into the local cluster
+	$(KUBECTL) apply --server-side --force-conflicts -f crds/ >/dev/null
+	$(KUBECTL) wait --for condition=established --timeout=60s \
+	  crd/vectorcollections.modelhub.io crd/inferenceservices.modelhub.io crd/trafficpolicies.modelhub.io
+
+.PHONY: operator-run
+operator-run: build-operator install-crds ## run the operator in the foreground against the local cluster
+	POD_NAMESPACE=default $(TARGET_DIR)/debug/modelhub-operator --metrics-addr=$(OPERATOR_METRICS)
+
+# ---------------------------------------------------------------- lint and tests
+.PHONY: lint fmt-check clippy crd-drift helm-lint
+lint: fmt-check clippy crd-drift helm-lint ## fmt, clippy -D warnings, CRD drift, helm lint
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+crd-drift: ## fail when crds/ differs from what the Rust types render
+	rm -rf $(STATE_DIR)/crd-drift && mkdir -p $(STATE_DIR)/crd-drift
+	$(CARGO) run -q -p modelhub-operator --bin crdgen -- $(STATE_DIR)/crd-drift 2>/dev/null
+	diff -ru --exclude=kustomization.yaml $(STATE_DIR)/crd-drift crds || \
+	  { echo "crds/ is out of date: run 'make crds'" >&2; exit 1; }
+
+helm-lint: tools
+	$(HELM) lint --strict charts/modelhub
+
+.PHONY: test test-unit test-operator-e2e
+test: lint test-unit test-operator-e2e $(TEST_TARGETS) ## everything: lint, unit tests, e2e against the local control plane, workload tests
+	@echo "make test: all green"
+
+test-unit: ## operator and shared-crate unit tests (no cluster)
+	$(CARGO) test -p modelhub-operator -p modelhub-telemetry
+
+test-operator-e2e: cluster-up ## operator e2e tests against the real local control plane
+	KUBECTL=$(KUBECTL) HELM=$(HELM) CARGO=$(CARGO) e2e/operator-e2e.sh
+
+.PHONY: bench bench-operator
+bench: bench-operator $(BENCH_TARGETS) ## every benchmark (prints figures)
+
+bench-operator: cluster-up build-operator install-crds ## 1,000 CRs: apply -> StatefulSet latency, settle time, operator RSS
+	-e2e/down-operator.sh "$(OPERATOR_STATE)"
+	$(CARGO) build --release -p modelhub-operator --bins
+	KUBECTL=$(KUBECTL) CARGO=$(CARGO) e2e/bench-operator.sh "$(TARGET_DIR)/release/modelhub-operator"
+
 .PHONY: help
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_.-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-22s %s\n", $$1, $$2}'

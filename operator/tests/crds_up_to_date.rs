@@ -22,6 +22,7 @@ fn committed_crds_match_the_rust_types() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     check_dir(&root.join("crds"));
     check_dir(&root.join("charts/modelhub/crds"));
+    check_dir(&root.join("config/crd/bases"));
 }
 
 #[test]

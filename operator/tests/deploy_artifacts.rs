@@ -28,7 +28,7 @@ fn helm_rbac_rules_match_kustomize_rbac_rules() {
 #[test]
 fn crd_kustomization_lists_every_crd() {
     assert_eq!(
-        read("crds/kustomization.yaml"),
+        read("config/crd/bases/kustomization.yaml"),
         modelhub_operator::crdgen::kustomization()
     );
 }

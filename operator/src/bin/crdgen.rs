@@ -1,6 +1,6 @@
 //! Writes the CRD YAML rendered from the Rust types into each directory given
-//! (default `crds`). The first directory also gets a `kustomization.yaml` listing them,
-//! for `config/crd`.
+//! (default `crds`). A directory named `bases` also gets a `kustomization.yaml` listing
+//! them (`config/crd/bases`).
 
 use std::path::PathBuf;
 
@@ -10,12 +10,12 @@ fn main() -> anyhow::Result<()> {
         dirs.push(PathBuf::from("crds"));
     }
     let crds = modelhub_operator::crdgen::crds();
-    for (i, dir) in dirs.iter().enumerate() {
+    for dir in &dirs {
         std::fs::create_dir_all(dir)?;
         for (file, crd) in &crds {
             std::fs::write(dir.join(file), modelhub_operator::crdgen::render(crd)?)?;
         }
-        if i == 0 {
+        if dir.file_name().is_some_and(|n| n == "bases") {
             std::fs::write(
                 dir.join("kustomization.yaml"),
                 modelhub_operator::crdgen::kustomization(),

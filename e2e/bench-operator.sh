@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# `make bench-operator`: runs operator/examples/bench_operator.rs against the local
+# control plane with the release operator binary and prints its table.
+# Usage: bench-operator.sh <release-operator-binary> [count]
+set -euo pipefail
+: "${KUBECONFIG:?KUBECONFIG must point at the local cluster}"
+"${CARGO:-cargo}" run --release -q -p modelhub-operator --example bench_operator -- "$1" "${2:-1000}"
