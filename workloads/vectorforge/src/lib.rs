@@ -9,6 +9,7 @@ pub mod distance;
 pub mod error;
 pub mod filter;
 pub mod hnsw;
+pub mod npy;
 pub mod ops;
 pub mod payload;
 pub mod snapshot;
