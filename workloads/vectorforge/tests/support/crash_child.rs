@@ -55,11 +55,11 @@ fn main() {
             let _ = writeln!(out, "SET {b}");
             let _ = out.flush();
         }
-        if b % 10 == 9 {
-            if let Err(e) = c.snapshot() {
-                eprintln!("snapshot failed: {e}");
-                std::process::exit(6);
-            }
+        if b % 10 == 9
+            && let Err(e) = c.snapshot()
+        {
+            eprintln!("snapshot failed: {e}");
+            std::process::exit(6);
         }
     }
 }
