@@ -64,14 +64,22 @@ async fn recreate_namespace(client: &Client) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let operator_bin = args.next().context("usage: bench_operator <operator-binary> [count]")?;
+    let operator_bin = args
+        .next()
+        .context("usage: bench_operator <operator-binary> [count]")?;
     let count: usize = args.next().map(|c| c.parse()).transpose()?.unwrap_or(1000);
-    let client = Client::try_default().await.context("KUBECONFIG must point at the local cluster")?;
+    let client = Client::try_default()
+        .await
+        .context("KUBECONFIG must point at the local cluster")?;
     recreate_namespace(&client).await?;
 
     let log = std::fs::File::create(std::env::temp_dir().join("bench-operator.log"))?;
     let mut operator = Command::new(&operator_bin)
-        .args(["--metrics-addr=127.0.0.1:18095", "--leader-elect=false", &format!("--namespace={NS}")])
+        .args([
+            "--metrics-addr=127.0.0.1:18095",
+            "--leader-elect=false",
+            &format!("--namespace={NS}"),
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(log)
@@ -93,8 +101,18 @@ async fn main() -> anyhow::Result<()> {
     };
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
     let deps: Api<Deployment> = Api::namespaced(client.clone(), NS);
-    let w1 = watch(watcher(sts, watcher::Config::default()).applied_objects().map_ok(|o| o.name_any()).boxed());
-    let w2 = watch(watcher(deps, watcher::Config::default()).applied_objects().map_ok(|o| o.name_any()).boxed());
+    let w1 = watch(
+        watcher(sts, watcher::Config::default())
+            .applied_objects()
+            .map_ok(|o| o.name_any())
+            .boxed(),
+    );
+    let w2 = watch(
+        watcher(deps, watcher::Config::default())
+            .applied_objects()
+            .map_ok(|o| o.name_any())
+            .boxed(),
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let vcs: Api<VectorCollection> = Api::namespaced(client.clone(), NS);
@@ -144,9 +162,33 @@ async fn main() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     let settled_in = loop {
         let lp = ListParams::default();
-        let settled = vcs.list(&lp).await?.items.iter().filter(|o| o.status.as_ref().and_then(|s| s.observed_generation) == o.metadata.generation).count()
-            + isvcs.list(&lp).await?.items.iter().filter(|o| o.status.as_ref().and_then(|s| s.observed_generation) == o.metadata.generation).count()
-            + tps.list(&lp).await?.items.iter().filter(|o| o.status.as_ref().and_then(|s| s.observed_generation) == o.metadata.generation).count();
+        let settled = vcs
+            .list(&lp)
+            .await?
+            .items
+            .iter()
+            .filter(|o| {
+                o.status.as_ref().and_then(|s| s.observed_generation) == o.metadata.generation
+            })
+            .count()
+            + isvcs
+                .list(&lp)
+                .await?
+                .items
+                .iter()
+                .filter(|o| {
+                    o.status.as_ref().and_then(|s| s.observed_generation) == o.metadata.generation
+                })
+                .count()
+            + tps
+                .list(&lp)
+                .await?
+                .items
+                .iter()
+                .filter(|o| {
+                    o.status.as_ref().and_then(|s| s.observed_generation) == o.metadata.generation
+                })
+                .count();
         if settled == count {
             break started.elapsed();
         }
@@ -159,28 +201,49 @@ async fn main() -> anyhow::Result<()> {
     let seen = seen.lock().await.clone();
     let mut latencies: Vec<Duration> = created
         .iter()
-        .filter_map(|(i, t)| seen.get(&child_name(*i)).map(|s| s.saturating_duration_since(*t)))
+        .filter_map(|(i, t)| {
+            seen.get(&child_name(*i))
+                .map(|s| s.saturating_duration_since(*t))
+        })
         .collect();
     latencies.sort();
     let rss = peak_rss_mib(operator_pid);
-    let _ = Command::new("kill").args(["-TERM", &operator_pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &operator_pid.to_string()])
+        .status();
     let _ = operator.wait();
     w1.abort();
     w2.abort();
 
-    println!("operator benchmark: {count} custom resources (40% VectorCollection, 40% InferenceService, 20% TrafficPolicy), 32 creates in flight");
+    println!(
+        "operator benchmark: {count} custom resources (40% VectorCollection, 40% InferenceService, 20% TrafficPolicy), 32 creates in flight"
+    );
     println!("| metric | value | goal |");
     println!("|---|---|---|");
     println!("| children observed | {}/{count} | all |", latencies.len());
-    println!("| apply -> workload created p50 | {:.1} ms | |", percentile(&latencies, 0.50).as_secs_f64() * 1e3);
-    println!("| apply -> workload created p99 | {:.1} ms | < 200 ms |", percentile(&latencies, 0.99).as_secs_f64() * 1e3);
-    println!("| all created (API) | {:.1} s | |", applied_in.as_secs_f64());
-    println!("| all settled (status observedGeneration) | {:.1} s | < 30 s |", settled_in.as_secs_f64());
+    println!(
+        "| apply -> workload created p50 | {:.1} ms | |",
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3
+    );
+    println!(
+        "| apply -> workload created p99 | {:.1} ms | < 200 ms |",
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "| all created (API) | {:.1} s | |",
+        applied_in.as_secs_f64()
+    );
+    println!(
+        "| all settled (status observedGeneration) | {:.1} s | < 30 s |",
+        settled_in.as_secs_f64()
+    );
     match rss {
         Some(mib) => println!("| operator peak RSS | {mib:.1} MiB | < 64 MiB |"),
         None => println!("| operator peak RSS | unavailable | < 64 MiB |"),
     }
     recreate_namespace(&client).await?;
-    Api::<Namespace>::all(client).delete(NS, &DeleteParams::default()).await?;
+    Api::<Namespace>::all(client)
+        .delete(NS, &DeleteParams::default())
+        .await?;
     Ok(())
 }

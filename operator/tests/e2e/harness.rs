@@ -22,17 +22,29 @@ pub async fn client() -> Client {
         std::env::var_os("KUBECONFIG").is_some(),
         "KUBECONFIG is not set: run these tests through `make test-operator-e2e`"
     );
-    Client::try_default().await.expect("kube client from KUBECONFIG")
+    Client::try_default()
+        .await
+        .expect("kube client from KUBECONFIG")
 }
 
 /// A fresh namespace named `e2e-<name>`, deleted first if a previous run left it.
 pub async fn namespace(client: &Client, name: &str) -> String {
     let ns_name = format!("e2e-{name}");
     let api: Api<Namespace> = Api::all(client.clone());
-    if api.get_opt(&ns_name).await.expect("get namespace").is_some() {
+    if api
+        .get_opt(&ns_name)
+        .await
+        .expect("get namespace")
+        .is_some()
+    {
         let _ = api.delete(&ns_name, &DeleteParams::default()).await;
         wait_for(&format!("namespace {ns_name} to be gone"), || async {
-            api.get_opt(&ns_name).await.ok().flatten().is_none().then_some(())
+            api.get_opt(&ns_name)
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+                .then_some(())
         })
         .await;
     }
@@ -40,7 +52,9 @@ pub async fn namespace(client: &Client, name: &str) -> String {
         "metadata": {"name": ns_name, "labels": {"modelhub.io/e2e": "true"}}
     }))
     .expect("namespace object");
-    api.create(&PostParams::default(), &ns).await.expect("create namespace");
+    api.create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
     ns_name
 }
 
@@ -55,7 +69,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -76,12 +93,15 @@ pub async fn wait_gone<K>(api: &Api<K>, name: &str)
 where
     K: Clone + DeserializeOwned + std::fmt::Debug + kube::Resource<DynamicType = ()>,
 {
-    wait_for(&format!("{} {name} to be deleted", K::kind(&())), || async {
-        match api.get_opt(name).await {
-            Ok(None) => Some(()),
-            _ => None,
-        }
-    })
+    wait_for(
+        &format!("{} {name} to be deleted", K::kind(&())),
+        || async {
+            match api.get_opt(name).await {
+                Ok(None) => Some(()),
+                _ => None,
+            }
+        },
+    )
     .await
 }
 
@@ -89,7 +109,8 @@ where
 pub fn sample<K: DeserializeOwned>(file: &str, kind: &str) -> K {
     let path = repo_root().join("config/samples").join(file);
     let text = std::fs::read_to_string(&path).expect("read sample");
-    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).expect("parse sample YAML");
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text).expect("parse sample YAML");
     let doc = docs
         .into_iter()
         .find(|d| d["kind"] == kind)

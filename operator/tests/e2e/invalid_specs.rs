@@ -29,7 +29,16 @@ async fn refusal(ns: &str, kind: &str, name: &str, spec: Value) -> String {
         "metadata": {"name": name}, "spec": spec,
     }))
     .expect("object");
-    match api.create(&PostParams { dry_run: true, field_manager: None }, &obj).await {
+    match api
+        .create(
+            &PostParams {
+                dry_run: true,
+                field_manager: None,
+            },
+            &obj,
+        )
+        .await
+    {
         Ok(_) => panic!("{kind} {name} with spec {spec} was accepted"),
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 422, "{status:?}");
@@ -41,13 +50,17 @@ async fn refusal(ns: &str, kind: &str, name: &str, spec: Value) -> String {
 
 fn vc(extra: Value) -> Value {
     let mut spec = json!({"dimension": 8, "distance": "Cosine"});
-    spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     spec
 }
 
 fn isvc(extra: Value) -> Value {
     let mut spec = json!({"model": {"name": "m", "storageUri": "file:///m.onnx"}});
-    spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     spec
 }
 
@@ -57,31 +70,141 @@ async fn invalid_specs_are_rejected_with_clear_messages() {
     let client = client().await;
     let ns = namespace(&client, "invalid").await;
     let cases: Vec<(&str, &str, Value, &str)> = vec![
-        ("VectorCollection", "dim-zero", json!({"dimension": 0, "distance": "Cosine"}), "should be greater than or equal to 1"),
-        ("VectorCollection", "dim-huge", json!({"dimension": 70000, "distance": "Cosine"}), "should be less than or equal to 65536"),
-        ("VectorCollection", "bad-distance", json!({"dimension": 8, "distance": "Hamming"}), "Unsupported value: \"Hamming\""),
-        ("VectorCollection", "dup-index", vc(json!({"payloadIndexes": [{"field": "a", "type": "keyword"}, {"field": "a", "type": "integer"}]})), "each field may be indexed only once"),
-        ("VectorCollection", "bad-index-type", vc(json!({"payloadIndexes": [{"field": "a", "type": "geo"}]})), "Unsupported value: \"geo\""),
-        ("VectorCollection", "hnsw", vc(json!({"hnsw": {"m": 32, "efConstruct": 16}})), "hnsw.efConstruct must be at least hnsw.m"),
-        ("VectorCollection", "cron", vc(json!({"durability": {"snapshots": {"schedule": "hourly"}}})), "5-field cron expression"),
-        ("VectorCollection", "a-name-that-is-far-too-long-for-a-collection", vc(json!({})), "metadata.name must be at most 40 characters"),
-        ("InferenceService", "min-max", isvc(json!({"replicas": 2, "scaling": {"minReplicas": 5, "maxReplicas": 2}})), "scaling.minReplicas must not exceed scaling.maxReplicas"),
-        ("InferenceService", "zero-min", isvc(json!({"replicas": 1, "scaling": {"minReplicas": 0, "maxReplicas": 2}})), "minReplicas may be 0 only when scaling.scaleToZero is true"),
-        ("InferenceService", "out-of-range", isvc(json!({"replicas": 9, "scaling": {"minReplicas": 1, "maxReplicas": 3}})), "spec.replicas must lie within"),
-        ("InferenceService", "s3", json!({"model": {"name": "m", "storageUri": "s3://bucket/m.onnx"}}), "model.storageUri must start with"),
-        ("InferenceService", "cuda", isvc(json!({"runtime": {"executionProvider": "CUDA"}})), "runtime.executionProvider CUDA needs spec.gpus > 0"),
-        ("InferenceService", "bad-name", json!({"model": {"name": "-x", "storageUri": "file:///m.onnx"}}), "model.name may contain"),
-        ("TrafficPolicy", "weights-90", json!({"backends": [{"name": "a", "service": "a", "weight": 50}, {"name": "b", "service": "b", "weight": 40}]}), "backends: weights must sum to 100"),
-        ("TrafficPolicy", "dup-backend", json!({"backends": [{"name": "a", "service": "a", "weight": 50}, {"name": "a", "service": "b", "weight": 50}]}), "backends: names must be unique"),
-        ("TrafficPolicy", "canary", json!({"backends": [{"name": "a", "service": "a", "weight": 100}, {"name": "b", "service": "b", "weight": 0}], "rollout": {"canaryBackend": "c", "steps": [{"setWeight": 10}]}}), "rollout.canaryBackend must be listed in backends"),
-        ("TrafficPolicy", "step", json!({"backends": [{"name": "a", "service": "a", "weight": 100}, {"name": "b", "service": "b", "weight": 0}], "rollout": {"canaryBackend": "b", "steps": [{"setWeight": 10, "pause": {"duration": "1m"}}]}}), "a rollout step needs exactly one of setWeight, pause or analysis"),
-        ("TrafficPolicy", "rule", json!({"backends": [{"name": "a", "service": "a", "weight": 100}], "rules": [{"headers": [{"name": "x", "exact": "1"}], "backend": "zz"}]}), "every rule's backend must be listed in backends"),
-        ("TrafficPolicy", "header", json!({"backends": [{"name": "a", "service": "a", "weight": 100}], "rules": [{"headers": [{"name": "x", "exact": "1", "prefix": "1"}], "backend": "a"}]}), "exactly one of exact, prefix or regex"),
-        ("TrafficPolicy", "mirror", json!({"backends": [{"name": "a", "service": "a", "weight": 100}], "mirror": {"backend": "b", "percent": 10}}), "mirror.backend must be listed in backends"),
+        (
+            "VectorCollection",
+            "dim-zero",
+            json!({"dimension": 0, "distance": "Cosine"}),
+            "should be greater than or equal to 1",
+        ),
+        (
+            "VectorCollection",
+            "dim-huge",
+            json!({"dimension": 70000, "distance": "Cosine"}),
+            "should be less than or equal to 65536",
+        ),
+        (
+            "VectorCollection",
+            "bad-distance",
+            json!({"dimension": 8, "distance": "Hamming"}),
+            "Unsupported value: \"Hamming\"",
+        ),
+        (
+            "VectorCollection",
+            "dup-index",
+            vc(
+                json!({"payloadIndexes": [{"field": "a", "type": "keyword"}, {"field": "a", "type": "integer"}]}),
+            ),
+            "each field may be indexed only once",
+        ),
+        (
+            "VectorCollection",
+            "bad-index-type",
+            vc(json!({"payloadIndexes": [{"field": "a", "type": "geo"}]})),
+            "Unsupported value: \"geo\"",
+        ),
+        (
+            "VectorCollection",
+            "hnsw",
+            vc(json!({"hnsw": {"m": 32, "efConstruct": 16}})),
+            "hnsw.efConstruct must be at least hnsw.m",
+        ),
+        (
+            "VectorCollection",
+            "cron",
+            vc(json!({"durability": {"snapshots": {"schedule": "hourly"}}})),
+            "5-field cron expression",
+        ),
+        (
+            "VectorCollection",
+            "a-name-that-is-far-too-long-for-a-collection",
+            vc(json!({})),
+            "metadata.name must be at most 40 characters",
+        ),
+        (
+            "InferenceService",
+            "min-max",
+            isvc(json!({"replicas": 2, "scaling": {"minReplicas": 5, "maxReplicas": 2}})),
+            "scaling.minReplicas must not exceed scaling.maxReplicas",
+        ),
+        (
+            "InferenceService",
+            "zero-min",
+            isvc(json!({"replicas": 1, "scaling": {"minReplicas": 0, "maxReplicas": 2}})),
+            "minReplicas may be 0 only when scaling.scaleToZero is true",
+        ),
+        (
+            "InferenceService",
+            "out-of-range",
+            isvc(json!({"replicas": 9, "scaling": {"minReplicas": 1, "maxReplicas": 3}})),
+            "spec.replicas must lie within",
+        ),
+        (
+            "InferenceService",
+            "s3",
+            json!({"model": {"name": "m", "storageUri": "s3://bucket/m.onnx"}}),
+            "model.storageUri must start with",
+        ),
+        (
+            "InferenceService",
+            "cuda",
+            isvc(json!({"runtime": {"executionProvider": "CUDA"}})),
+            "runtime.executionProvider CUDA needs spec.gpus > 0",
+        ),
+        (
+            "InferenceService",
+            "bad-name",
+            json!({"model": {"name": "-x", "storageUri": "file:///m.onnx"}}),
+            "model.name may contain",
+        ),
+        (
+            "TrafficPolicy",
+            "weights-90",
+            json!({"backends": [{"name": "a", "service": "a", "weight": 50}, {"name": "b", "service": "b", "weight": 40}]}),
+            "backends: weights must sum to 100",
+        ),
+        (
+            "TrafficPolicy",
+            "dup-backend",
+            json!({"backends": [{"name": "a", "service": "a", "weight": 50}, {"name": "a", "service": "b", "weight": 50}]}),
+            "backends: names must be unique",
+        ),
+        (
+            "TrafficPolicy",
+            "canary",
+            json!({"backends": [{"name": "a", "service": "a", "weight": 100}, {"name": "b", "service": "b", "weight": 0}], "rollout": {"canaryBackend": "c", "steps": [{"setWeight": 10}]}}),
+            "rollout.canaryBackend must be listed in backends",
+        ),
+        (
+            "TrafficPolicy",
+            "step",
+            json!({"backends": [{"name": "a", "service": "a", "weight": 100}, {"name": "b", "service": "b", "weight": 0}], "rollout": {"canaryBackend": "b", "steps": [{"setWeight": 10, "pause": {"duration": "1m"}}]}}),
+            "a rollout step needs exactly one of setWeight, pause or analysis",
+        ),
+        (
+            "TrafficPolicy",
+            "rule",
+            json!({"backends": [{"name": "a", "service": "a", "weight": 100}], "rules": [{"headers": [{"name": "x", "exact": "1"}], "backend": "zz"}]}),
+            "every rule's backend must be listed in backends",
+        ),
+        (
+            "TrafficPolicy",
+            "header",
+            json!({"backends": [{"name": "a", "service": "a", "weight": 100}], "rules": [{"headers": [{"name": "x", "exact": "1", "prefix": "1"}], "backend": "a"}]}),
+            "exactly one of exact, prefix or regex",
+        ),
+        (
+            "TrafficPolicy",
+            "mirror",
+            json!({"backends": [{"name": "a", "service": "a", "weight": 100}], "mirror": {"backend": "b", "percent": 10}}),
+            "mirror.backend must be listed in backends",
+        ),
     ];
     for (kind, name, spec, expected) in cases {
         let message = refusal(&ns, kind, name, spec).await;
-        assert!(message.contains(expected), "{kind} {name}: expected {expected:?} in {message:?}");
+        assert!(
+            message.contains(expected),
+            "{kind} {name}: expected {expected:?} in {message:?}"
+        );
     }
 }
 
@@ -96,23 +219,37 @@ async fn immutable_fields_cannot_change() {
         "metadata": {"name": "fixed"}, "spec": {"dimension": 8, "distance": "Cosine"}
     }))
     .unwrap();
-    vcs.create(&PostParams::default(), &vc).await.expect("create");
+    vcs.create(&PostParams::default(), &vc)
+        .await
+        .expect("create");
     for (patch, expected) in [
         (json!({"spec": {"dimension": 16}}), "dimension is immutable"),
-        (json!({"spec": {"distance": "Dot"}}), "distance is immutable"),
-        (json!({"spec": {"storage": {"size": "20Gi"}}}), "storage is immutable"),
+        (
+            json!({"spec": {"distance": "Dot"}}),
+            "distance is immutable",
+        ),
+        (
+            json!({"spec": {"storage": {"size": "20Gi"}}}),
+            "storage is immutable",
+        ),
     ] {
         let err = vcs
             .patch("fixed", &PatchParams::default(), &Patch::Merge(&patch))
             .await
             .expect_err("immutable field changed");
         match err {
-            kube::Error::Api(status) => assert!(status.message.contains(expected), "{}", status.message),
+            kube::Error::Api(status) => {
+                assert!(status.message.contains(expected), "{}", status.message)
+            }
             other => panic!("unexpected error {other}"),
         }
     }
     // Mutable fields still change.
-    vcs.patch("fixed", &PatchParams::default(), &Patch::Merge(json!({"spec": {"shards": 2}})))
-        .await
-        .expect("shards are mutable");
+    vcs.patch(
+        "fixed",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"shards": 2}})),
+    )
+    .await
+    .expect("shards are mutable");
 }

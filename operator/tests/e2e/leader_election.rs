@@ -13,7 +13,8 @@ struct Operator(Child);
 
 impl Operator {
     fn start(identity: &str, port: u16, ns: &str) -> Self {
-        let log = std::fs::File::create(std::env::temp_dir().join(format!("{identity}.log"))).expect("log file");
+        let log = std::fs::File::create(std::env::temp_dir().join(format!("{identity}.log")))
+            .expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_modelhub-operator"))
             .args([
                 &format!("--metrics-addr=127.0.0.1:{port}"),
@@ -51,7 +52,12 @@ impl Drop for Operator {
 }
 
 async fn holder(leases: &Api<Lease>) -> Option<String> {
-    leases.get_opt("e2e-leader").await.ok()??.spec?.holder_identity
+    leases
+        .get_opt("e2e-leader")
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
 }
 
 #[tokio::test]
@@ -62,13 +68,19 @@ async fn one_leader_at_a_time_and_fast_handover_on_sigterm() {
     let leases: Api<Lease> = Api::namespaced(client, &ns);
 
     let mut first = Operator::start("op-a", 18181, &ns);
-    wait_for("op-a to lead", || async { (holder(&leases).await.as_deref() == Some("op-a")).then_some(()) }).await;
+    wait_for("op-a to lead", || async {
+        (holder(&leases).await.as_deref() == Some("op-a")).then_some(())
+    })
+    .await;
     let mut second = Operator::start("op-b", 18182, &ns);
     // Several renew periods pass and the lease stays with op-a.
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(holder(&leases).await.as_deref(), Some("op-a"));
     let metrics = |port: u16| async move {
-        let out = Command::new("curl").args(["-sf", &format!("http://127.0.0.1:{port}/metrics")]).output().expect("curl");
+        let out = Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{port}/metrics")])
+            .output()
+            .expect("curl");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     assert!(metrics(18181).await.contains("modelhub_operator_leader 1"));
@@ -79,8 +91,14 @@ async fn one_leader_at_a_time_and_fast_handover_on_sigterm() {
     let status = first.terminate();
     assert!(status.success(), "op-a exited with {status}");
     let after_exit = holder(&leases).await;
-    assert!(after_exit.is_none() || after_exit.as_deref() == Some("op-b"), "lease still held by {after_exit:?}");
-    wait_for("op-b to lead", || async { (holder(&leases).await.as_deref() == Some("op-b")).then_some(()) }).await;
+    assert!(
+        after_exit.is_none() || after_exit.as_deref() == Some("op-b"),
+        "lease still held by {after_exit:?}"
+    );
+    wait_for("op-b to lead", || async {
+        (holder(&leases).await.as_deref() == Some("op-b")).then_some(())
+    })
+    .await;
     let taken = leases.get("e2e-leader").await.unwrap().spec.unwrap();
     assert!(taken.lease_transitions.unwrap_or(0) >= 1);
     assert!(second.terminate().success());

@@ -11,10 +11,19 @@ use kube::{Client, ResourceExt};
 use modelhub_operator::api::{InferenceService, TrafficPolicy, VectorCollection};
 use serde_json::json;
 
-use crate::harness::{client, kubectl, namespace, sample, sorted_names, wait_exists, wait_for, wait_gone};
+use crate::harness::{
+    client, kubectl, namespace, sample, sorted_names, wait_exists, wait_for, wait_gone,
+};
 
 fn args_of(sts: &StatefulSet) -> Vec<String> {
-    sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+    sts.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
         .args
         .clone()
         .unwrap_or_default()
@@ -34,7 +43,11 @@ async fn crds_are_installed_and_explained() {
     assert!(ok && out.contains("Longest a request waits"), "{out}");
     let (ok, out) = kubectl(&["api-resources", "--categories=modelhub", "-o", "name"]);
     assert!(ok, "{out}");
-    for r in ["vectorcollections.modelhub.io", "inferenceservices.modelhub.io", "trafficpolicies.modelhub.io"] {
+    for r in [
+        "vectorcollections.modelhub.io",
+        "inferenceservices.modelhub.io",
+        "trafficpolicies.modelhub.io",
+    ] {
         assert!(out.contains(r), "{r} missing from category modelhub: {out}");
     }
 }
@@ -50,17 +63,47 @@ async fn vector_collection_sample_reconciles_scales_and_is_garbage_collected() {
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &ns);
 
     let vc: VectorCollection = sample("vectorcollection.yaml", "VectorCollection");
-    vcs.create(&PostParams::default(), &vc).await.expect("create sample vc");
+    vcs.create(&PostParams::default(), &vc)
+        .await
+        .expect("create sample vc");
 
     // Children of 2 shards x 3 replicas.
     let shard1 = wait_exists(&sts, "docs-shard-1").await;
     assert_eq!(replicas_of(&shard1), Some(3));
     let args = args_of(&shard1);
-    for expected in ["--shard=1", "--shards=2", "--dimension=384", "--distance=Cosine", "--payload-index=meta.views=integer"] {
-        assert!(args.iter().any(|a| a == expected), "missing {expected}: {args:?}");
+    for expected in [
+        "--shard=1",
+        "--shards=2",
+        "--dimension=384",
+        "--distance=Cosine",
+        "--payload-index=meta.views=integer",
+    ] {
+        assert!(
+            args.iter().any(|a| a == expected),
+            "missing {expected}: {args:?}"
+        );
     }
-    let claim = &shard1.spec.as_ref().unwrap().volume_claim_templates.as_ref().unwrap()[0];
-    assert_eq!(claim.spec.as_ref().unwrap().resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0, "1Gi");
+    let claim = &shard1
+        .spec
+        .as_ref()
+        .unwrap()
+        .volume_claim_templates
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(
+        claim
+            .spec
+            .as_ref()
+            .unwrap()
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap()["storage"]
+            .0,
+        "1Gi"
+    );
     wait_exists(&sts, "docs-shard-0").await;
     let headless = wait_exists(&svcs, "docs-shard-0").await;
     assert_eq!(headless.spec.unwrap().cluster_ip.as_deref(), Some("None"));
@@ -70,13 +113,28 @@ async fn vector_collection_sample_reconciles_scales_and_is_garbage_collected() {
         pdb.spec.unwrap().max_unavailable,
         Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1))
     );
-    wait_exists(&Api::<ServiceAccount>::namespaced(client.clone(), &ns), "docs-vectorforge").await;
-    wait_exists(&Api::<Role>::namespaced(client.clone(), &ns), "docs-vectorforge").await;
-    wait_exists(&Api::<RoleBinding>::namespaced(client.clone(), &ns), "docs-vectorforge").await;
+    wait_exists(
+        &Api::<ServiceAccount>::namespaced(client.clone(), &ns),
+        "docs-vectorforge",
+    )
+    .await;
+    wait_exists(
+        &Api::<Role>::namespaced(client.clone(), &ns),
+        "docs-vectorforge",
+    )
+    .await;
+    wait_exists(
+        &Api::<RoleBinding>::namespaced(client.clone(), &ns),
+        "docs-vectorforge",
+    )
+    .await;
     // The controller-manager turned the StatefulSet into pods.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     wait_for("shard pods", || async {
-        let list = pods.list(&ListParams::default().labels("modelhub.io/shard=1")).await.ok()?;
+        let list = pods
+            .list(&ListParams::default().labels("modelhub.io/shard=1"))
+            .await
+            .ok()?;
         (list.items.len() == 3).then_some(())
     })
     .await;
@@ -91,33 +149,52 @@ async fn vector_collection_sample_reconciles_scales_and_is_garbage_collected() {
     .await;
     let pdb = wait_for("pdb allows 2 down", || async {
         let p = pdbs.get("docs-shard-1").await.ok()?;
-        (p.spec.as_ref()?.max_unavailable == Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(2)))
-            .then_some(p)
+        (p.spec.as_ref()?.max_unavailable
+            == Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(2)))
+        .then_some(p)
     })
     .await;
     assert_eq!(pdb.name_any(), "docs-shard-1");
 
     // Growing then shrinking shards: the orphaned shard StatefulSet, Service and PDB go.
-    vcs.patch("docs", &PatchParams::default(), &Patch::Merge(json!({"spec": {"shards": 3}})))
-        .await
-        .expect("grow shards");
+    vcs.patch(
+        "docs",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"shards": 3}})),
+    )
+    .await
+    .expect("grow shards");
     wait_exists(&sts, "docs-shard-2").await;
-    vcs.patch("docs", &PatchParams::default(), &Patch::Merge(json!({"spec": {"shards": 1}})))
-        .await
-        .expect("shrink shards");
+    vcs.patch(
+        "docs",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"shards": 1}})),
+    )
+    .await
+    .expect("shrink shards");
     wait_gone(&sts, "docs-shard-2").await;
     wait_gone(&sts, "docs-shard-1").await;
     wait_gone(&svcs, "docs-shard-1").await;
     wait_gone(&pdbs, "docs-shard-1").await;
-    assert_eq!(sorted_names(sts.list(&ListParams::default()).await.unwrap()), ["docs-shard-0"]);
+    assert_eq!(
+        sorted_names(sts.list(&ListParams::default()).await.unwrap()),
+        ["docs-shard-0"]
+    );
 
     // Deleting the collection garbage-collects every child (controller-manager's GC).
-    vcs.delete("docs", &DeleteParams::foreground()).await.expect("delete vc");
+    vcs.delete("docs", &DeleteParams::foreground())
+        .await
+        .expect("delete vc");
     wait_gone(&sts, "docs-shard-0").await;
     wait_gone(&svcs, "docs").await;
     wait_gone(&pdbs, "docs-shard-0").await;
     wait_for("pods garbage-collected", || async {
-        pods.list(&ListParams::default()).await.ok()?.items.is_empty().then_some(())
+        pods.list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
     })
     .await;
 }
@@ -127,7 +204,10 @@ async fn vector_collection_sample_reconciles_scales_and_is_garbage_collected() {
 async fn make_pods_ready(client: &Client, ns: &str, selector: &str, expected: usize) {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let list = wait_for("pods to mark ready", || async {
-        let l = pods.list(&ListParams::default().labels(selector)).await.ok()?;
+        let l = pods
+            .list(&ListParams::default().labels(selector))
+            .await
+            .ok()?;
         (l.items.len() == expected).then_some(l)
     })
     .await;
@@ -143,14 +223,24 @@ async fn make_pods_ready(client: &Client, ns: &str, selector: &str, expected: us
                 {"type": "Ready", "status": "True", "lastTransitionTime": now}
             ]
         }});
-        pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(status))
-            .await
-            .expect("patch pod status");
+        pods.patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(status),
+        )
+        .await
+        .expect("patch pod status");
     }
 }
 
-fn condition(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], t: &str) -> Option<(String, String)> {
-    conditions.iter().find(|c| c.type_ == t).map(|c| (c.status.clone(), c.reason.clone()))
+fn condition(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    t: &str,
+) -> Option<(String, String)> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
 #[tokio::test]
@@ -161,13 +251,24 @@ async fn inference_service_status_follows_its_pods_and_scale_flows_through_the_a
     let isvcs: Api<InferenceService> = Api::namespaced(client.clone(), &ns);
     let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let isvc: InferenceService = sample("inferenceservice.yaml", "InferenceService");
-    isvcs.create(&PostParams::default(), &isvc).await.expect("create isvc");
+    isvcs
+        .create(&PostParams::default(), &isvc)
+        .await
+        .expect("create isvc");
 
     let s = wait_exists(&sts, "minilm").await;
     assert_eq!(replicas_of(&s), Some(1));
     wait_exists(&Api::<Service>::namespaced(client.clone(), &ns), "minilm").await;
-    wait_exists(&Api::<Service>::namespaced(client.clone(), &ns), "minilm-headless").await;
-    wait_exists(&Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns), "minilm").await;
+    wait_exists(
+        &Api::<Service>::namespaced(client.clone(), &ns),
+        "minilm-headless",
+    )
+    .await;
+    wait_exists(
+        &Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns),
+        "minilm",
+    )
+    .await;
 
     // Not ready while the pod is pending.
     let status = wait_for("isvc status", || async {
@@ -176,9 +277,18 @@ async fn inference_service_status_follows_its_pods_and_scale_flows_through_the_a
         (st.observed_generation == i.metadata.generation).then_some(st)
     })
     .await;
-    assert_eq!(condition(&status.conditions, "Ready").map(|c| c.0), Some("False".into()));
-    assert_eq!(condition(&status.conditions, "ModelLoaded").map(|c| c.0), Some("False".into()));
-    assert_eq!(status.url.as_deref(), Some(format!("http://minilm.{ns}.svc:8080").as_str()));
+    assert_eq!(
+        condition(&status.conditions, "Ready").map(|c| c.0),
+        Some("False".into())
+    );
+    assert_eq!(
+        condition(&status.conditions, "ModelLoaded").map(|c| c.0),
+        Some("False".into())
+    );
+    assert_eq!(
+        status.url.as_deref(),
+        Some(format!("http://minilm.{ns}.svc:8080").as_str())
+    );
 
     // The pod becomes ready: the StatefulSet counts it, the service becomes Ready.
     make_pods_ready(&client, &ns, "app.kubernetes.io/instance=minilm", 1).await;
@@ -188,7 +298,10 @@ async fn inference_service_status_follows_its_pods_and_scale_flows_through_the_a
     })
     .await;
     assert_eq!(status.ready_replicas, 1);
-    assert_eq!(condition(&status.conditions, "ModelLoaded").map(|c| c.0), Some("True".into()));
+    assert_eq!(
+        condition(&status.conditions, "ModelLoaded").map(|c| c.0),
+        Some("True".into())
+    );
     assert_eq!(status.loaded_model_version.as_deref(), Some("1"));
 
     // kubectl scale within the scaling bounds reaches the StatefulSet, and the
@@ -205,7 +318,10 @@ async fn inference_service_status_follows_its_pods_and_scale_flows_through_the_a
     })
     .await;
     assert!(i.metadata.generation.unwrap_or(0) >= 2);
-    assert_eq!(condition(&i.status.unwrap().conditions, "Ready").map(|c| c.0), Some("False".into()));
+    assert_eq!(
+        condition(&i.status.unwrap().conditions, "Ready").map(|c| c.0),
+        Some("False".into())
+    );
 
     // Outside the bounds the API server refuses the scale with the CEL message.
     let (ok, out) = kubectl(&["-n", &ns, "scale", "isvc/minilm", "--replicas=9"]);
@@ -213,7 +329,16 @@ async fn inference_service_status_follows_its_pods_and_scale_flows_through_the_a
     assert!(out.contains("spec.replicas must lie within"), "{out}");
 
     // Events were published for the transitions.
-    let (ok, out) = kubectl(&["-n", &ns, "get", "events", "--field-selector", "involvedObject.name=minilm", "-o", "name"]);
+    let (ok, out) = kubectl(&[
+        "-n",
+        &ns,
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=minilm",
+        "-o",
+        "name",
+    ]);
     assert!(ok && !out.trim().is_empty(), "no events for minilm: {out}");
 }
 
@@ -225,19 +350,44 @@ async fn traffic_policy_sample_gets_a_gateway_and_effective_weights() {
     let tps: Api<TrafficPolicy> = Api::namespaced(client.clone(), &ns);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let tp: TrafficPolicy = sample("trafficpolicy.yaml", "TrafficPolicy");
-    tps.create(&PostParams::default(), &tp).await.expect("create tp");
+    tps.create(&PostParams::default(), &tp)
+        .await
+        .expect("create tp");
 
     let d = wait_exists(&deployments, "embeddings-gateway").await;
     let pod = d.spec.unwrap().template.spec.unwrap();
-    assert_eq!(pod.service_account_name.as_deref(), Some("embeddings-gateway"));
-    assert!(pod.containers[0].args.as_ref().unwrap().contains(&"--policy=embeddings".to_owned()));
-    wait_exists(&Api::<Service>::namespaced(client.clone(), &ns), "embeddings").await;
-    wait_exists(&Api::<Role>::namespaced(client.clone(), &ns), "embeddings-gateway").await;
+    assert_eq!(
+        pod.service_account_name.as_deref(),
+        Some("embeddings-gateway")
+    );
+    assert!(
+        pod.containers[0]
+            .args
+            .as_ref()
+            .unwrap()
+            .contains(&"--policy=embeddings".to_owned())
+    );
+    wait_exists(
+        &Api::<Service>::namespaced(client.clone(), &ns),
+        "embeddings",
+    )
+    .await;
+    wait_exists(
+        &Api::<Role>::namespaced(client.clone(), &ns),
+        "embeddings-gateway",
+    )
+    .await;
 
     // The backend InferenceService does not exist: Degraded with a clear reason.
-    let st = wait_for("tp status", || async { tps.get("embeddings").await.ok()?.status }).await;
+    let st = wait_for("tp status", || async {
+        tps.get("embeddings").await.ok()?.status
+    })
+    .await;
     assert_eq!(st.weights_summary.as_deref(), Some("stable=100"));
-    assert_eq!(condition(&st.conditions, "Degraded"), Some(("True".into(), "BackendNotFound".into())));
+    assert_eq!(
+        condition(&st.conditions, "Degraded"),
+        Some(("True".into(), "BackendNotFound".into()))
+    );
 
     // Once the backend exists the policy is no longer degraded.
     let isvc: InferenceService = sample("inferenceservice.yaml", "InferenceService");
@@ -268,6 +418,8 @@ async fn traffic_policy_sample_gets_a_gateway_and_effective_weights() {
     })
     .await;
 
-    tps.delete("embeddings", &DeleteParams::foreground()).await.expect("delete tp");
+    tps.delete("embeddings", &DeleteParams::foreground())
+        .await
+        .expect("delete tp");
     wait_gone(&deployments, "embeddings-gateway").await;
 }
