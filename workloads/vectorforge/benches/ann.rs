@@ -1,1 +1,217 @@
-fn main() {}
+//! `make bench-ann`: recall@10 vs QPS on GloVe 6B 50d (cosine), M=16,
+//! efConstruct=200, single-threaded search with an ef sweep, build time and
+//! memory; then filtered search per selectivity. Prints markdown tables.
+//! Queries: rows with index % 400 == 0 (1,000); base: the other 399,000.
+//! Env: VECTORFORGE_GLOVE (the .npy), VF_BENCH_BASE (limit base rows).
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde_json::json;
+use vectorforge::*;
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn normalized(v: &[f32]) -> Vec<f32> {
+    let mut v = v.to_vec();
+    distance::normalize(&mut v);
+    v
+}
+
+fn exact_top(
+    base: &[Vec<f32>],
+    q: &[f32],
+    k: usize,
+    keep: &(dyn Fn(usize) -> bool + Sync),
+) -> Vec<u64> {
+    let dot = distance::best().dot;
+    let mut v: Vec<(f32, u64)> = (0..base.len())
+        .filter(|&i| keep(i))
+        .map(|i| (-dot(&base[i], q), i as u64))
+        .collect();
+    let k = k.min(v.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    v.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
+    v.truncate(k);
+    v.into_iter().map(|x| x.1).collect()
+}
+
+fn bucket(i: usize) -> usize {
+    (i * 7919) % 1000
+}
+
+fn main() {
+    let Ok(path) = std::env::var("VECTORFORGE_GLOVE") else {
+        eprintln!("set VECTORFORGE_GLOVE to glove_6B_50d_emb.npy (make bench-ann does)");
+        std::process::exit(2);
+    };
+    let m = npy::read_f32_matrix(std::path::Path::new(&path)).unwrap_or_else(|e| panic!("{e}"));
+    let limit: usize = std::env::var("VF_BENCH_BASE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(usize::MAX);
+    let queries: Vec<Vec<f32>> = (0..m.rows)
+        .step_by(400)
+        .map(|i| m.row(i).to_vec())
+        .collect();
+    let base: Vec<Vec<f32>> = (0..m.rows)
+        .filter(|i| i % 400 != 0)
+        .take(limit)
+        .map(|i| m.row(i).to_vec())
+        .collect();
+    let base_n: Vec<Vec<f32>> = base.iter().map(|v| normalized(v)).collect();
+    drop(m);
+    eprintln!(
+        "base {} x {}, {} queries; computing ground truth...",
+        base.len(),
+        base[0].len(),
+        queries.len()
+    );
+    let truth: Vec<Vec<u64>> = queries
+        .par_iter()
+        .map(|q| exact_top(&base_n, &normalized(q), 10, &|_| true))
+        .collect();
+
+    let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut cfg = CollectionConfig::new(50, Distance::Cosine);
+    cfg.sync = SyncPolicy::Interval { millis: 1000 };
+    cfg.background_indexing = false;
+    let rss0 = rss_mib();
+    let c = Collection::open(tmp.path(), cfg).unwrap_or_else(|e| panic!("{e}"));
+    c.create_payload_index("bucket", PayloadSchemaType::Integer)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = Instant::now();
+    for (n, chunk) in base.chunks(10_000).enumerate() {
+        let pts = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, v)| {
+                let i = n * 10_000 + j;
+                PointStruct {
+                    id: (i as u64).into(),
+                    vector: v.clone(),
+                    payload: Some(
+                        json!({"bucket": bucket(i)})
+                            .as_object()
+                            .cloned()
+                            .unwrap_or_default(),
+                    ),
+                }
+            })
+            .collect();
+        c.upsert(pts).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let ingest = t.elapsed().as_secs_f64();
+    c.build_index();
+    let build = t.elapsed().as_secs_f64();
+    let rss = rss_mib() - rss0;
+    println!("\n### vectorforge build\n");
+    println!(
+        "| points | threads | ingest (s) | ingest + HNSW build (s) | RSS growth (MiB) | kernels |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {ingest:.1} | {build:.1} | {rss:.0} | {} |",
+        base.len(),
+        rayon::current_num_threads(),
+        distance::best().name
+    );
+
+    let efs: Vec<usize> = std::env::var("VF_BENCH_EF")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![16, 32, 48, 64, 96, 128, 192, 256, 384]);
+    println!("\n### vectorforge search (single thread, k=10)\n");
+    println!("| ef | recall@10 | QPS |");
+    println!("|---|---|---|");
+    for &ef in &efs {
+        let mut hit = 0;
+        let t = Instant::now();
+        for (q, tr) in queries.iter().zip(&truth) {
+            let r = c
+                .search(&SearchRequest {
+                    vector: q.clone(),
+                    limit: 10,
+                    ef: Some(ef),
+                    ..Default::default()
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+            hit += r
+                .iter()
+                .filter(|p| matches!(p.id, PointId::Num(i) if tr.contains(&i)))
+                .count();
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "| {ef} | {:.4} | {:.0} |",
+            hit as f64 / (queries.len() * 10) as f64,
+            queries.len() as f64 / secs
+        );
+    }
+
+    println!(
+        "\n### vectorforge filtered search (single thread, default ef, integer range on an indexed field)\n"
+    );
+    println!("| selectivity | recall@10 | QPS | path |");
+    println!("|---|---|---|---|");
+    for (label, bound) in [
+        ("100% (no filter)", 1000usize),
+        ("50%", 500),
+        ("10%", 100),
+        ("1%", 10),
+        ("0.1%", 1),
+    ] {
+        let filter = (bound < 1000)
+            .then(|| {
+                Filter::from_json(&json!({"must": [{"key": "bucket", "range": {"lt": bound}}]}))
+                    .ok()
+            })
+            .flatten();
+        let keep = move |i: usize| bucket(i) < bound;
+        let ftruth: Vec<Vec<u64>> = queries
+            .par_iter()
+            .map(|q| exact_top(&base_n, &normalized(q), 10, &keep))
+            .collect();
+        let mut hit = 0;
+        let mut total = 0;
+        let t = Instant::now();
+        for (q, tr) in queries.iter().zip(&ftruth) {
+            let r = c
+                .search(&SearchRequest {
+                    vector: q.clone(),
+                    limit: 10,
+                    filter: filter.clone(),
+                    ..Default::default()
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+            hit += r
+                .iter()
+                .filter(|p| matches!(p.id, PointId::Num(i) if tr.contains(&i)))
+                .count();
+            total += tr.len();
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let matching = base.len() * bound / 1000;
+        let path = if matching <= c.config().hnsw.full_scan_threshold {
+            "exact scan"
+        } else {
+            "graph"
+        };
+        println!(
+            "| {label} | {:.4} | {:.0} | {path} |",
+            hit as f64 / total.max(1) as f64,
+            queries.len() as f64 / secs
+        );
+    }
+}

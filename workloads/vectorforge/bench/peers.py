@@ -1,0 +1,111 @@
+"""ANN peers for `make bench-ann`: faiss IndexHNSWFlat, hnswlib, usearch on the
+same GloVe split as benches/ann.rs (queries: rows i % 400 == 0; base: the
+rest), cosine, M=16, efConstruct=200, single-threaded search over an ef sweep.
+Prints markdown tables. Usage: peers.py GLOVE_NPY [BASE_LIMIT]"""
+
+import os
+import sys
+import time
+
+import numpy as np
+
+
+def rss_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def recall(found, truth):
+    hit = sum(len(set(f[:10]) & set(t)) for f, t in zip(found, truth))
+    return hit / (len(truth) * 10)
+
+
+def main():
+    path = sys.argv[1]
+    limit = int(sys.argv[2]) if len(sys.argv) > 2 else None
+    m = np.ascontiguousarray(np.load(path).astype(np.float32))
+    idx = np.arange(m.shape[0])
+    queries = m[idx % 400 == 0]
+    base = m[idx % 400 != 0]
+    if limit:
+        base = base[:limit]
+    base = base / np.linalg.norm(base, axis=1, keepdims=True)
+    qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    base = np.ascontiguousarray(base.astype(np.float32))
+    qn = np.ascontiguousarray(qn.astype(np.float32))
+    truth = []
+    for s in range(0, len(qn), 100):
+        sims = qn[s : s + 100] @ base.T
+        top = np.argpartition(-sims, 10, axis=1)[:, :10]
+        truth.extend(list(r) for r in top)
+    efs = [int(x) for x in os.environ.get("VF_BENCH_EF", "16,32,48,64,96,128,192,256,384").split(",")]
+    threads = os.cpu_count()
+    builds = []
+    rows = []
+
+    import faiss
+
+    faiss.omp_set_num_threads(threads)
+    r0 = rss_mib()
+    t = time.perf_counter()
+    fi = faiss.IndexHNSWFlat(base.shape[1], 16, faiss.METRIC_INNER_PRODUCT)
+    fi.hnsw.efConstruction = 200
+    fi.add(base)
+    builds.append(("faiss-cpu %s IndexHNSWFlat" % faiss.__version__, time.perf_counter() - t, rss_mib() - r0))
+    faiss.omp_set_num_threads(1)
+    for ef in efs:
+        fi.hnsw.efSearch = ef
+        t = time.perf_counter()
+        _, labels = fi.search(qn, 10)
+        dt = time.perf_counter() - t
+        rows.append(("faiss", ef, recall(labels.tolist(), truth), len(qn) / dt))
+    del fi
+
+    import hnswlib
+
+    r0 = rss_mib()
+    t = time.perf_counter()
+    hi = hnswlib.Index(space="cosine", dim=base.shape[1])
+    hi.init_index(max_elements=len(base), ef_construction=200, M=16)
+    hi.add_items(base, np.arange(len(base)), num_threads=threads)
+    builds.append(("hnswlib 0.8.0", time.perf_counter() - t, rss_mib() - r0))
+    for ef in efs:
+        hi.set_ef(max(ef, 10))
+        t = time.perf_counter()
+        labels, _ = hi.knn_query(qn, k=10, num_threads=1)
+        dt = time.perf_counter() - t
+        rows.append(("hnswlib", ef, recall(labels.tolist(), truth), len(qn) / dt))
+    del hi
+
+    import usearch
+    from usearch.index import Index
+
+    r0 = rss_mib()
+    t = time.perf_counter()
+    ui = Index(ndim=base.shape[1], metric="cos", dtype="f32", connectivity=16, expansion_add=200)
+    ui.add(np.arange(len(base)), base, threads=threads)
+    builds.append(("usearch %s" % usearch.VERSION, time.perf_counter() - t, rss_mib() - r0))
+    for ef in efs:
+        ui.expansion_search = ef
+        t = time.perf_counter()
+        res = ui.search(qn, 10, threads=1)
+        dt = time.perf_counter() - t
+        rows.append(("usearch", ef, recall(res.keys.tolist(), truth), len(qn) / dt))
+
+    print("\n### peers build (%d points, %d threads)\n" % (len(base), threads))
+    print("| library | build (s) | RSS growth (MiB) |")
+    print("|---|---|---|")
+    for name, secs, mem in builds:
+        print("| %s | %.1f | %.0f |" % (name, secs, mem))
+    print("\n### peers search (single thread, batch of 1,000 queries, k=10)\n")
+    print("| library | ef | recall@10 | QPS |")
+    print("|---|---|---|---|")
+    for name, ef, rec, qps in rows:
+        print("| %s | %d | %.4f | %.0f |" % (name, ef, rec, qps))
+
+
+if __name__ == "__main__":
+    main()
