@@ -24,6 +24,7 @@ BENCH_TARGETS :=
 include e2e/cluster/cluster.mk
 -include workloads/vectorforge/vectorforge.mk
 -include workloads/tinyinfer/tinyinfer.mk
+include e2e/kind/kind.mk
 
 # Namespace `make up` applies the samples to; address of the local operator's metrics.
 DEMO_NS          ?= modelhub-demo

@@ -30,6 +30,12 @@ echo "==> installing CRDs and the operator's RBAC"
 # Leftovers of an earlier run would make the tests wait on old objects.
 "$KUBECTL" delete namespace -l modelhub.io/e2e=true --wait=true --timeout=120s >/dev/null 2>&1 || true
 
+if [ -n "${E2E_EXTERNAL_OPERATOR:-}" ]; then
+  # kind path: the operator runs in the cluster (make deploy); only run the tests.
+  echo "==> running the e2e tests against the in-cluster operator"
+  exec "$cargo" test -p modelhub-operator --test e2e -- --ignored --test-threads=4 --skip leader_election
+fi
+
 # A kubeconfig that acts as the operator's ServiceAccount.
 sa_kubeconfig=$state/operator.kubeconfig
 "$KUBECTL" config view --raw -o json | python3 -c '
