@@ -1,18 +1,18 @@
 //! Model storage: turns a storage URI into a local file. `file://` URIs and plain paths
-//! (e.g. a PVC mount) are used in place; `http://` URIs are downloaded once into the
-//! cache directory with a size limit and an optional sha256 check.
+//! (e.g. a PVC mount) are used in place; `http://` and `https://` URIs are downloaded once
+//! into the cache directory with a size limit and an optional sha256 check.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Why a model file could not be made available.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("{uri}: unsupported URI scheme (use file://, a path, or http://)")]
+    #[error("{uri}: unsupported URI scheme (use file://, a path, http:// or https://)")]
     Scheme { uri: String },
     #[error("{path}: no such file")]
     Missing { path: String },
@@ -79,7 +79,7 @@ impl Storage {
     pub async fn resolve(&self, uri: &str, sha256: Option<&str>) -> Result<PathBuf, StorageError> {
         let path = if let Some(rest) = uri.strip_prefix("file://") {
             PathBuf::from(rest)
-        } else if uri.starts_with("http://") {
+        } else if uri.starts_with("http://") || uri.starts_with("https://") {
             self.download(uri).await?
         } else if uri.contains("://") {
             return Err(StorageError::Scheme {
@@ -147,27 +147,74 @@ impl Storage {
         Ok(dest)
     }
 
-    /// A plain HTTP/1.0 GET (no chunked encoding to deal with), streamed to `dest`.
+    /// An HTTP/1.0 GET (no chunked encoding to deal with) over TCP or TLS, streamed to
+    /// `dest`. TLS trusts the system roots (`SSL_CERT_FILE` / `SSL_CERT_DIR` honoured).
     async fn fetch(&self, uri: &str, dest: &Path) -> Result<(), StorageError> {
         let fail = |reason: String| StorageError::Download {
             uri: uri.to_owned(),
             reason,
         };
-        let rest = uri.strip_prefix("http://").unwrap_or(uri);
+        let (tls, rest) = match uri.split_once("://") {
+            Some(("http", rest)) => (false, rest),
+            Some(("https", rest)) => (true, rest),
+            _ => {
+                return Err(StorageError::Scheme {
+                    uri: uri.to_owned(),
+                });
+            }
+        };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let addr = if authority.contains(':') {
-            authority.to_owned()
-        } else {
-            format!("{authority}:80")
+        let (host, addr) = match authority.rsplit_once(':') {
+            Some((h, _)) => (h, authority.to_owned()),
+            None => (
+                authority,
+                format!("{authority}:{}", if tls { 443 } else { 80 }),
+            ),
         };
-        let mut stream = tokio::net::TcpStream::connect(&addr)
+        let tcp = tokio::net::TcpStream::connect(&addr)
             .await
             .map_err(|e| fail(format!("connect {addr}: {e}")))?;
         let request =
             format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: tinyinfer\r\n\r\n");
+        if !tls {
+            return self.exchange(uri, tcp, &request, dest).await;
+        }
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        if roots.is_empty() {
+            return Err(fail("no CA certificates found (set SSL_CERT_FILE)".into()));
+        }
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| fail(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| fail(format!("server name {host:?}: {e}")))?;
+        let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| fail(format!("TLS: {e}")))?;
+        self.exchange(uri, stream, &request, dest).await
+    }
+
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        uri: &str,
+        mut stream: S,
+        request: &str,
+        dest: &Path,
+    ) -> Result<(), StorageError> {
+        let fail = |reason: String| StorageError::Download {
+            uri: uri.to_owned(),
+            reason,
+        };
         stream
             .write_all(request.as_bytes())
             .await
@@ -205,11 +252,12 @@ impl Storage {
                 .flatten()
         });
         let limit = self.max_download_bytes;
+        let too_large = || StorageError::TooLarge {
+            uri: uri.to_owned(),
+            limit,
+        };
         if length.is_some_and(|l| l > limit) {
-            return Err(StorageError::TooLarge {
-                uri: uri.to_owned(),
-                limit,
-            });
+            return Err(too_large());
         }
         let io = |source| StorageError::Io {
             path: dest.display().to_string(),
@@ -218,20 +266,19 @@ impl Storage {
         let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
         let mut buf = vec![0u8; 1 << 16];
         let mut total = 0u64;
-        loop {
-            let n = stream
-                .read(&mut buf)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
+        while length.is_none_or(|l| total < l) {
+            let n = match stream.read(&mut buf).await {
+                Ok(n) => n,
+                // TLS peers often close without close_notify after an HTTP/1.0 body.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                Err(e) => return Err(fail(e.to_string())),
+            };
             if n == 0 {
                 break;
             }
             total += n as u64;
             if total > limit {
-                return Err(StorageError::TooLarge {
-                    uri: uri.to_owned(),
-                    limit,
-                });
+                return Err(too_large());
             }
             file.write_all(&buf[..n]).await.map_err(io)?;
         }

@@ -7,6 +7,7 @@ import hashlib
 import http.server
 import json
 import os
+import ssl
 import subprocess
 import threading
 import time
@@ -79,6 +80,42 @@ def test_http_download_config_json_and_repository_api(tmp_path):
         httpd.shutdown()
     cached = os.listdir(srv.cache_dir)
     assert any(name.endswith("mlp.onnx") for name in cached), cached
+
+
+def test_https_download_with_custom_ca(tmp_path):
+    ca, ca_key = tmp_path / "ca.pem", tmp_path / "ca.key"
+    cert, key, csr, ext = (tmp_path / n for n in ("cert.pem", "key.pem", "leaf.csr", "leaf.ext"))
+    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+    for cmd in (
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=tinyinfer-test-ca",
+         "-keyout", ca_key, "-out", ca],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", csr],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "1",
+         "-extfile", ext, "-out", cert],
+    ):
+        subprocess.run(["openssl", *map(str, cmd)], check=True, capture_output=True)
+    handler = lambda *a, **k: _Quiet(*a, directory=MODELS, **k)  # noqa: E731
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{httpd.server_address[1]}/mlp.onnx"
+    srv = start_server([f"name=tls,uri={url}"], env_extra={"SSL_CERT_FILE": str(ca)})
+    try:
+        body = {"inputs": [json_input("input", np.ones((1, 16), np.float32), "FP32")]}
+        r = requests.post(f"{srv.http}/v2/models/tls/infer", json=body)
+        assert r.status_code == 200, (r.text, srv.log())
+    finally:
+        stop_server(srv)
+    # Without the CA the certificate is refused and the model reported with the reason.
+    srv = start_server([f"name=tls,uri={url}"], env_extra={"SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt"})
+    try:
+        r = requests.get(f"{srv.http}/v2/models/tls/ready")
+        assert r.status_code == 503 and "TLS" in r.json()["error"], r.text
+    finally:
+        stop_server(srv)
+        httpd.shutdown()
 
 
 def test_sigterm_finishes_in_flight_requests():
