@@ -1,0 +1,101 @@
+//! `node-agent-testserver`: the small workload the node agent's tests run. It answers HTTP on
+//! `--port` (`/healthz`, `/readyz`, `/info`, `/ready/true|false` to flip readiness, `/exit`),
+//! counts its starts in `<data-dir>/starts` (to prove a PVC survives pod deletion) and exits
+//! cleanly on SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    port: u16,
+    /// Directory to count starts in (a PVC in the tests).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+struct State {
+    ready: AtomicBool,
+    starts: u64,
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _telemetry =
+        modelhub_telemetry::init("node-agent-testserver", modelhub_telemetry::LogFormat::Text)?;
+    let args = Args::parse();
+    let mut starts = 0;
+    if let Some(dir) = &args.data_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let file = dir.join("starts");
+        starts = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0u64)
+            + 1;
+        std::fs::write(&file, starts.to_string()).context("writing the start counter")?;
+    }
+    let state = Arc::new(State {
+        ready: AtomicBool::new(true),
+        starts,
+    });
+    let listener = TcpListener::bind(("0.0.0.0", args.port))
+        .await
+        .context("binding")?;
+    tracing::info!(port = args.port, starts, pod = %env("POD_NAME"), ip = %env("POD_IP"), "listening");
+    let serve = async {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                continue;
+            };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]);
+                let path = req.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                let (code, body) = match path.as_str() {
+                    "/healthz" => (200, "ok".to_owned()),
+                    "/readyz" if state.ready.load(Ordering::SeqCst) => (200, "ready".to_owned()),
+                    "/readyz" => (503, "not ready".to_owned()),
+                    "/ready/true" => { state.ready.store(true, Ordering::SeqCst); (200, "ok".to_owned()) }
+                    "/ready/false" => { state.ready.store(false, Ordering::SeqCst); (200, "ok".to_owned()) }
+                    "/exit" => std::process::exit(3),
+                    _ => (200, serde_json::json!({
+                        "pod": env("POD_NAME"), "namespace": env("POD_NAMESPACE"), "ip": env("POD_IP"),
+                        "node": env("NODE_NAME"), "version": env("VERSION"), "secret": env("SECRET_VALUE"),
+                        "config": env("CONFIG_VALUE"), "pid": std::process::id(), "starts": state.starts,
+                        "hostname": std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(),
+                        "mounted_config": std::fs::read_to_string("/etc/testserver/greeting").unwrap_or_default(),
+                    }).to_string()),
+                };
+                let reason = if code == 200 {
+                    "OK"
+                } else {
+                    "Service Unavailable"
+                };
+                let resp = format!(
+                    "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(resp.as_bytes()).await;
+            });
+        }
+    };
+    tokio::select! {
+        _ = serve => {}
+        _ = modelhub_telemetry::shutdown_signal() => tracing::info!("SIGTERM: exiting"),
+    }
+    Ok(())
+}

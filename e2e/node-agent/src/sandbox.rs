@@ -1,0 +1,162 @@
+//! The sandbox helper: the agent re-executes itself as `modelhub-node-agent sandbox <spec>`
+//! for every container start. The helper (single-threaded, before any workload code runs)
+//! joins the pod's network namespace, enters a private mount and UTS namespace, bind-mounts
+//! the pod's volumes at their mount paths, becomes a session leader (so the agent can signal
+//! the whole process group) and finally `exec`s the container's command.
+
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// One bind mount of a volume into the container's view of the filesystem.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Mount {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub read_only: bool,
+}
+
+/// Everything the helper needs to start one container process.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExecSpec {
+    pub netns: Option<PathBuf>,
+    pub hostname: String,
+    pub mounts: Vec<Mount>,
+    pub workdir: Option<PathBuf>,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+fn fail(what: &str, err: impl std::fmt::Display) -> ! {
+    // stderr is the container's log file: the reason the container could not start.
+    let _ = writeln!(
+        std::io::stderr(),
+        "modelhub-node-agent sandbox: {what}: {err}"
+    );
+    std::process::exit(127)
+}
+
+fn cstr(p: &Path) -> CString {
+    match CString::new(p.as_os_str().as_encoded_bytes()) {
+        Ok(c) => c,
+        Err(e) => fail("path with NUL byte", e),
+    }
+}
+
+fn check(rc: libc::c_int, what: &str) {
+    if rc != 0 {
+        fail(what, std::io::Error::last_os_error());
+    }
+}
+
+/// Entry point of the helper; never returns.
+pub fn run(spec_path: &Path) -> ! {
+    let text = match std::fs::read(spec_path) {
+        Ok(t) => t,
+        Err(e) => fail("reading the exec spec", e),
+    };
+    let spec: ExecSpec = match serde_json::from_slice(&text) {
+        Ok(s) => s,
+        Err(e) => fail("parsing the exec spec", e),
+    };
+    if let Some(netns) = &spec.netns {
+        let file = match std::fs::File::open(netns) {
+            Ok(f) => f,
+            Err(e) => fail("opening the network namespace", e),
+        };
+        // SAFETY: plain syscalls on valid arguments in a single-threaded process.
+        check(
+            unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) },
+            "setns",
+        );
+    }
+    // SAFETY: as above; the new mount namespace is private to this process tree.
+    check(
+        unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS) },
+        "unshare",
+    );
+    let root = cstr(Path::new("/"));
+    check(
+        unsafe {
+            libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            )
+        },
+        "making / private",
+    );
+    let host = spec.hostname.as_bytes();
+    check(
+        unsafe { libc::sethostname(host.as_ptr().cast(), host.len()) },
+        "sethostname",
+    );
+    let mut mounts = spec.mounts.clone();
+    mounts.sort_by_key(|m| m.target.components().count());
+    for m in &mounts {
+        let is_file = m.source.is_file();
+        if !m.target.exists() {
+            let made = if is_file {
+                m.target
+                    .parent()
+                    .map(std::fs::create_dir_all)
+                    .unwrap_or(Ok(()))
+                    .and_then(|_| std::fs::File::create(&m.target).map(|_| ()))
+            } else {
+                std::fs::create_dir_all(&m.target)
+            };
+            if let Err(e) = made {
+                fail(&format!("creating mount point {}", m.target.display()), e);
+            }
+        }
+        let src = cstr(&m.source);
+        let dst = cstr(&m.target);
+        check(
+            unsafe {
+                libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                )
+            },
+            &format!("bind-mounting {}", m.target.display()),
+        );
+        if m.read_only {
+            check(
+                unsafe {
+                    libc::mount(
+                        std::ptr::null(),
+                        dst.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_REC,
+                        std::ptr::null(),
+                    )
+                },
+                &format!("remounting {} read-only", m.target.display()),
+            );
+        }
+    }
+    // SAFETY: plain syscall; makes this process the leader of a new session and group.
+    unsafe { libc::setsid() };
+    let Some((program, args)) = spec.argv.split_first() else {
+        fail("empty command", "no argv")
+    };
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args).env_clear().envs(spec.env.iter().cloned());
+    if let Some(dir) = &spec.workdir {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            fail("creating the working directory", e);
+        }
+        cmd.current_dir(dir);
+    }
+    let err = cmd.exec();
+    fail(&format!("exec {program}"), err)
+}
