@@ -143,6 +143,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = kubelet.await;
     let _ = binder.await;
     let _ = heartbeat.await;
+    if let Err(err) = modelhub_node_agent::volumes::reap_released(&client, &config).await {
+        tracing::warn!(error = %err, "cannot reap released volumes");
+    }
     tracing::info!("node agent stopped");
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! `node-agent-testserver`: the small workload the node agent's tests run. It answers HTTP on
-//! `--port` (`/healthz`, `/readyz`, `/info`, `/ready/true|false` to flip readiness, `/exit`),
+//! `--port` (`/healthz`, `/readyz`, `/info`, `/ready/true|false` to flip readiness,
+//! `/healthz/false` to fail liveness, `/exit`,
+//! `/api` to check the API server is reachable from the pod),
 //! counts its starts in `<data-dir>/starts` (to prove a PVC survives pod deletion) and exits
 //! cleanly on SIGTERM.
 
@@ -23,6 +25,7 @@ struct Args {
 
 struct State {
     ready: AtomicBool,
+    healthy: AtomicBool,
     starts: u64,
 }
 
@@ -48,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let state = Arc::new(State {
         ready: AtomicBool::new(true),
+        healthy: AtomicBool::new(true),
         starts,
     });
     let listener = TcpListener::bind(("0.0.0.0", args.port))
@@ -66,12 +70,24 @@ async fn main() -> anyhow::Result<()> {
                 let req = String::from_utf8_lossy(&buf[..n]);
                 let path = req.split_whitespace().nth(1).unwrap_or("/").to_owned();
                 let (code, body) = match path.as_str() {
-                    "/healthz" => (200, "ok".to_owned()),
+                    "/healthz" if state.healthy.load(Ordering::SeqCst) => (200, "ok".to_owned()),
+                    "/healthz" => (503, "unhealthy".to_owned()),
+                    "/healthz/false" => {
+                        state.healthy.store(false, Ordering::SeqCst);
+                        (200, "ok".to_owned())
+                    }
                     "/readyz" if state.ready.load(Ordering::SeqCst) => (200, "ready".to_owned()),
                     "/readyz" => (503, "not ready".to_owned()),
                     "/ready/true" => { state.ready.store(true, Ordering::SeqCst); (200, "ok".to_owned()) }
                     "/ready/false" => { state.ready.store(false, Ordering::SeqCst); (200, "ok".to_owned()) }
                     "/exit" => std::process::exit(3),
+                    "/api" => {
+                        let addr = format!("{}:{}", env("KUBERNETES_SERVICE_HOST"), env("KUBERNETES_SERVICE_PORT"));
+                        match tokio::net::TcpStream::connect(&addr).await {
+                            Ok(_) => (200, format!("connected to {addr}")),
+                            Err(e) => (503, format!("cannot connect to {addr}: {e}")),
+                        }
+                    }
                     _ => (200, serde_json::json!({
                         "pod": env("POD_NAME"), "namespace": env("POD_NAMESPACE"), "ip": env("POD_IP"),
                         "node": env("NODE_NAME"), "version": env("VERSION"), "secret": env("SECRET_VALUE"),
