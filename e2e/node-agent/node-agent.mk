@@ -8,6 +8,8 @@ NODE_AGENT_STATE ?= $(STATE_DIR)/node-agent
 # Extra flags for `modelhub-node-agent run`, e.g. --namespace-prefix demo- --backoff-seconds 1
 NODE_AGENT_ARGS  ?=
 export NODE_AGENT_STATE
+# The agent the tests run: only their namespaces, quick restarts.
+NODE_AGENT_TEST_UP = $(NODE_AGENT_DIR)/up.sh "$(TARGET_DIR)/debug" "$(NODE_AGENT_STATE)" --namespace-prefix mh-na-test- --backoff-seconds 1
 
 .PHONY: build-node-agent node-agent-up node-agent-down node-agent-status logs test-node-agent
 build-node-agent:
@@ -25,11 +27,15 @@ node-agent-status: ## show whether the node agent runs and the node it serves
 logs: ## show a pod's container logs: make logs POD=namespace/name [CONTAINER=name]
 	$(NODE_AGENT_DIR)/logs.sh "$(NODE_AGENT_STATE)" "$(POD)" "$(CONTAINER)"
 
-test-node-agent: cluster-up build-node-agent ## node agent tests against the real local control plane (starts and stops the agent)
+test-node-agent: cluster-up build-node-agent ## node agent tests against the real local control plane (starts and stops its own agent)
 	$(CARGO) test -p modelhub-node-agent --no-run
 	$(NODE_AGENT_DIR)/down.sh "$(NODE_AGENT_STATE)"
-	$(NODE_AGENT_DIR)/up.sh "$(TARGET_DIR)/debug" "$(NODE_AGENT_STATE)" --namespace-prefix mh-na-test- --backoff-seconds 1
-	status=0; NODE_AGENT_BIN_DIR="$(TARGET_DIR)/debug" $(CARGO) test -p modelhub-node-agent --test cluster -- --ignored --test-threads=2 || status=$$?; \
+	$(NODE_AGENT_TEST_UP)
+	status=0; $(CARGO) test -p modelhub-node-agent --test cluster -- --ignored --test-threads=2 || status=$$?; \
+	  if [ $$status -eq 0 ]; then \
+	    NODE_AGENT_UP='$(NODE_AGENT_TEST_UP)' NODE_AGENT_DOWN='$(NODE_AGENT_DIR)/down.sh "$(NODE_AGENT_STATE)"' \
+	      $(CARGO) test -p modelhub-node-agent --test restart -- --ignored || status=$$?; \
+	  fi; \
 	  $(NODE_AGENT_DIR)/down.sh "$(NODE_AGENT_STATE)"; exit $$status
 
 TEST_TARGETS += test-node-agent

@@ -372,13 +372,20 @@ async fn env_sources_config_volumes_and_unknown_images() {
     env.push(json!({"name": "CONFIG_VALUE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "value"}}}));
     env.push(json!({"name": "SECRET_VALUE", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "value"}}}));
     c["livenessProbe"] = json!({"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1, "failureThreshold": 2});
-    c["volumeMounts"] = json!([{"name": "cfg", "mountPath": "/etc/testserver", "readOnly": true}]);
+    c["volumeMounts"] = json!([
+        {"name": "cfg", "mountPath": "/etc/testserver", "readOnly": true},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]);
+    // What the operator's pods carry: the restricted security context (not enforced here).
+    c["securityContext"] = json!({"runAsNonRoot": true, "runAsUser": 65532, "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true, "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}});
     create::<Pod>(
         &client,
         ns,
         json!({
             "metadata": {"name": "env", "labels": {"app": "env"}},
-            "spec": {"containers": [c], "volumes": [{"name": "cfg", "configMap": {"name": "cfg"}}]},
+            "spec": {"containers": [c], "automountServiceAccountToken": true, "volumes": [
+            {"name": "cfg", "configMap": {"name": "cfg"}}, {"name": "tmp", "emptyDir": {}}]},
         }),
     )
     .await;
@@ -406,6 +413,14 @@ async fn env_sources_config_volumes_and_unknown_images() {
         json!("hello from a volume"),
         "configMap volume at its mountPath"
     );
+
+    // The projected service-account token, CA and forwarded API server make an in-cluster
+    // client work from inside the pod's network namespace.
+    let (code, user) = http_get(&pod_ip(&p), 8080, "/whoami")
+        .await
+        .expect("whoami answers");
+    assert_eq!(code, 200, "in-cluster client: {user}");
+    assert_eq!(user, format!("system:serviceaccount:{ns}:default"));
 
     // A failing liveness probe restarts the process; the pod becomes Ready again.
     let ip = pod_ip(&p);

@@ -1,7 +1,8 @@
 //! `node-agent-testserver`: the small workload the node agent's tests run. It answers HTTP on
 //! `--port` (`/healthz`, `/readyz`, `/info`, `/ready/true|false` to flip readiness,
 //! `/healthz/false` to fail liveness, `/exit`,
-//! `/api` to check the API server is reachable from the pod),
+//! `/api` to check the API server is reachable from the pod, `/whoami` to ask it who the
+//! pod is with its service-account token),
 //! counts its starts in `<data-dir>/starts` (to prove a PVC survives pod deletion) and exits
 //! cleanly on SIGTERM.
 
@@ -81,6 +82,10 @@ async fn main() -> anyhow::Result<()> {
                     "/ready/true" => { state.ready.store(true, Ordering::SeqCst); (200, "ok".to_owned()) }
                     "/ready/false" => { state.ready.store(false, Ordering::SeqCst); (200, "ok".to_owned()) }
                     "/exit" => std::process::exit(3),
+                    "/whoami" => match whoami().await {
+                        Ok(user) => (200, user),
+                        Err(e) => (503, format!("{e:#}")),
+                    },
                     "/api" => {
                         let addr = format!("{}:{}", env("KUBERNETES_SERVICE_HOST"), env("KUBERNETES_SERVICE_PORT"));
                         match tokio::net::TcpStream::connect(&addr).await {
@@ -114,4 +119,25 @@ async fn main() -> anyhow::Result<()> {
         _ = modelhub_telemetry::shutdown_signal() => tracing::info!("SIGTERM: exiting"),
     }
     Ok(())
+}
+
+/// Who the API server says this pod is, through the in-cluster configuration (service
+/// account token, CA and `KUBERNETES_SERVICE_HOST/PORT`), as the workloads' clients do.
+async fn whoami() -> anyhow::Result<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let config = kube::Config::incluster().context("in-cluster config")?;
+    let client = kube::Client::try_from(config).context("client")?;
+    let api: kube::Api<SelfSubjectReview> = kube::Api::all(client);
+    let review: SelfSubjectReview = serde_json::from_value(serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview", "metadata": {}
+    }))?;
+    let resp = api
+        .create(&kube::api::PostParams::default(), &review)
+        .await
+        .context("SelfSubjectReview")?;
+    Ok(resp
+        .status
+        .and_then(|s| s.user_info)
+        .and_then(|u| u.username)
+        .unwrap_or_default())
 }
