@@ -9,6 +9,7 @@
 import concurrent.futures as cf
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -24,7 +25,9 @@ from conftest import MINILM, MODELS, start_server, stop_server  # noqa: E402
 
 INPROC = os.environ.get("TINYINFER_BENCH_INPROC", "")
 LAT_SEQ, LAT_ITERS = 128, int(os.environ.get("BENCH_LAT_ITERS", "200"))
-TP_SEQ, TP_SECONDS = 32, float(os.environ.get("BENCH_TP_SECONDS", "8"))
+LAT_ROUNDS = 8  # in-process, REST and gRPC interleave so background load hits all alike
+TP_SEQS = [int(x) for x in os.environ.get("BENCH_TP_SEQS", "8,32").split(",")]
+TP_SECONDS = float(os.environ.get("BENCH_TP_SECONDS", "8"))
 
 
 def pct(values, p):
@@ -63,12 +66,12 @@ def grpc_call(server):
                                request_serializer=lambda b: b, response_deserializer=lambda b: b)
 
 
-def latency(server):
+def latency(server, iters):
     headers, body = rest_body(LAT_SEQ)
     session = requests.Session()
     url = f"{server.http}/v2/models/bert_nb/infer"
     rest = []
-    for i in range(LAT_ITERS + 20):
+    for i in range(iters + 20):
         t = time.perf_counter()
         r = session.post(url, data=body, headers=headers)
         dt = (time.perf_counter() - t) * 1000
@@ -77,7 +80,7 @@ def latency(server):
             rest.append(dt)
     call, req = grpc_call(server), grpc_request("bert_nb", LAT_SEQ)
     grpc_lat = []
-    for i in range(LAT_ITERS + 20):
+    for i in range(iters + 20):
         t = time.perf_counter()
         call(req)
         dt = (time.perf_counter() - t) * 1000
@@ -86,14 +89,23 @@ def latency(server):
     return rest, grpc_lat
 
 
-def inprocess():
-    out = subprocess.run([INPROC, os.path.join(MODELS, "bert.onnx"), str(LAT_SEQ), str(LAT_ITERS)],
+def inprocess(iters):
+    out = subprocess.run([INPROC, os.path.join(MODELS, "bert.onnx"), str(LAT_SEQ), str(iters), "raw"],
                          capture_output=True, text=True, check=True, env=dict(os.environ, RUST_LOG="warn"))
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])["samples_ms"]
 
 
-def throughput(server, model, clients):
-    headers, body = rest_body(TP_SEQ)
+def batch_stats(server, model):
+    text = requests.get(f"{server.http}/metrics").text
+    def get(k):
+        m = re.search(rf'tinyinfer_batch_size_{k}\{{model="{model}",version="1"\}} ([0-9.e+]+)', text)
+        return float(m.group(1)) if m else 0.0  # absent until the first batch ran
+
+    return get("sum"), get("count")
+
+
+def throughput(server, model, clients, seq):
+    headers, body = rest_body(seq)
     url = f"{server.http}/v2/models/{model}/infer"
     stop = time.perf_counter() + TP_SECONDS
     lat, lock = [], threading.Lock()
@@ -146,37 +158,49 @@ def minilm(server, clients, per_request=16):
 
 
 def main():
-    base = inprocess() if INPROC else None
     srv = start_server([
         f"name=bert_nb,uri={MODELS}/bert.onnx,maxBatchSize=1",
         f"name=bert_b,uri={MODELS}/bert.onnx,maxBatchSize=64,maxQueueDelayUs=2000",
         f"name=minilm,uri={MINILM}/model.onnx,tokenizer={MINILM}/tokenizer.json,maxBatchSize=64,maxQueueDelayUs=2000",
     ], env_extra={"RUST_LOG": "warn"})
     try:
-        rest, grpc_lat = latency(srv)
-        print(f"\n### (1) Latency, BERT-sized encoder (2 layers, hidden 768), batch 1, seq {LAT_SEQ}, {LAT_ITERS} requests\n")
+        base, rest, grpc_lat = [], [], []
+        per_round = max(1, LAT_ITERS // LAT_ROUNDS)
+        for _ in range(LAT_ROUNDS):
+            if INPROC:
+                base += inprocess(per_round)
+            r, g = latency(srv, per_round)
+            rest += r
+            grpc_lat += g
+        b50 = pct(base, 0.5) if base else None
+        print(f"\n### (1) Latency, BERT-sized encoder (2 layers, hidden 768), batch 1, seq {LAT_SEQ}, "
+              f"{len(rest)} requests per path in {LAT_ROUNDS} interleaved rounds\n")
         print("| path | p50 ms | p99 ms | p50 overhead vs in-process |")
         print("| --- | --- | --- | --- |")
         if base:
-            print(f"| ONNX Runtime in-process | {base['p50_ms']:.2f} | {base['p99_ms']:.2f} | – |")
-        for name, v in (("REST (binary)", rest), ("gRPC (raw)", grpc_lat)):
-            over = f"{(pct(v, 0.5) / base['p50_ms'] - 1) * 100:+.1f} %" if base else "n/a"
+            print(f"| ONNX Runtime in-process (same session code) | {b50:.2f} | {pct(base, 0.99):.2f} | – |")
+        for name, v in (("REST (binary extension)", rest), ("gRPC (raw contents)", grpc_lat)):
+            over = f"{(pct(v, 0.5) / b50 - 1) * 100:+.1f} %" if base else "n/a"
             print(f"| tinyinfer {name} | {pct(v, 0.5):.2f} | {pct(v, 0.99):.2f} | {over} |")
 
-        print(f"\n### (2) Throughput, BERT-sized encoder, batch-1 requests, seq {TP_SEQ}, REST, {TP_SECONDS:.0f} s each\n")
-        print("| clients | batching off req/s | p50 ms | batching on req/s | p50 ms | speed-up |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        for clients in (1, 8, 64):
-            off = throughput(srv, "bert_nb", clients)
-            on = throughput(srv, "bert_b", clients)
-            print(f"| {clients} | {off[0]:.1f} | {off[1]:.1f} | {on[0]:.1f} | {on[1]:.1f} | {on[0] / off[0]:.2f}x |")
+        for seq in TP_SEQS:
+            print(f"\n### (2) Throughput, BERT-sized encoder, batch-1 requests of {seq} tokens, REST, {TP_SECONDS:.0f} s each\n")
+            print("| clients | batching off req/s | p50 ms | batching on req/s | p50 ms | mean batch | speed-up |")
+            print("| --- | --- | --- | --- | --- | --- | --- |")
+            for clients in (1, 8, 64):
+                off = throughput(srv, "bert_nb", clients, seq)
+                s0, c0 = batch_stats(srv, "bert_b")
+                on = throughput(srv, "bert_b", clients, seq)
+                s1, c1 = batch_stats(srv, "bert_b")
+                mean = (s1 - s0) / max(c1 - c0, 1)
+                print(f"| {clients} | {off[0]:.1f} | {off[1]:.1f} | {on[0]:.1f} | {on[1]:.1f} | {mean:.1f} | {on[0] / off[0]:.2f}x |")
 
         print(f"\n### (3) MiniLM-L6-v2 int8 embeddings, 16 sentences per request, {TP_SECONDS:.0f} s each\n")
         print("| clients | sentences/s |")
         print("| --- | --- |")
         for clients in (1, 8):
             print(f"| {clients} | {minilm(srv, clients):.1f} |")
-        print(f"\nmachine: {os.cpu_count()} CPUs (shared); server: {os.path.basename(srv.log_path)}")
+        print(f"\nmachine: {os.cpu_count()} CPUs, load average at the end {os.getloadavg()[0]:.1f} (shared with other builds)")
     finally:
         stop_server(srv)
 

@@ -2,7 +2,7 @@
 //! Runtime session code the server uses (no protocol, no queue) and prints latency
 //! percentiles as one JSON line.
 //!
-//! Usage: bench_inprocess MODEL.onnx SEQ_LEN ITERATIONS
+//! Usage: bench_inprocess MODEL.onnx SEQ_LEN ITERATIONS [raw]  (raw: also every sample)
 
 use std::time::Instant;
 
@@ -40,7 +40,11 @@ fn main() -> anyhow::Result<()> {
     }
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
-    let line = serde_json::json!({ "p50_ms": pct(0.5), "p99_ms": pct(0.99), "iterations": iters });
+    let mut line =
+        serde_json::json!({ "p50_ms": pct(0.5), "p99_ms": pct(0.99), "iterations": iters });
+    if args.get(4).map(String::as_str) == Some("raw") {
+        line["samples_ms"] = serde_json::json!(lat);
+    }
     // A benchmark tool, not the service: its result goes to stdout for the driver script.
     println!("{line}");
     Ok(())
