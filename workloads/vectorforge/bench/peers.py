@@ -18,6 +18,14 @@ def rss_mib():
     return 0.0
 
 
+def fmt_row(row):
+    return "| %s | %d | %.4f | %.0f |" % row
+
+
+def progress(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
 def recall(found, truth):
     hit = sum(len(set(f[:10]) & set(t)) for f, t in zip(found, truth))
     return hit / (len(truth) * 10)
@@ -55,6 +63,7 @@ def main():
     fi.hnsw.efConstruction = 200
     fi.add(base)
     builds.append(("faiss-cpu %s IndexHNSWFlat" % faiss.__version__, time.perf_counter() - t, rss_mib() - r0))
+    progress("build %s: %.1f s" % builds[-1][:2])
     faiss.omp_set_num_threads(1)
     for ef in efs:
         fi.hnsw.efSearch = ef
@@ -62,6 +71,7 @@ def main():
         _, labels = fi.search(qn, 10)
         dt = time.perf_counter() - t
         rows.append(("faiss", ef, recall(labels.tolist(), truth), len(qn) / dt))
+        progress(fmt_row(rows[-1]))
     del fi
 
     import hnswlib
@@ -72,12 +82,14 @@ def main():
     hi.init_index(max_elements=len(base), ef_construction=200, M=16)
     hi.add_items(base, np.arange(len(base)), num_threads=threads)
     builds.append(("hnswlib 0.8.0", time.perf_counter() - t, rss_mib() - r0))
+    progress("build %s: %.1f s" % builds[-1][:2])
     for ef in efs:
         hi.set_ef(max(ef, 10))
         t = time.perf_counter()
         labels, _ = hi.knn_query(qn, k=10, num_threads=1)
         dt = time.perf_counter() - t
         rows.append(("hnswlib", ef, recall(labels.tolist(), truth), len(qn) / dt))
+        progress(fmt_row(rows[-1]))
     del hi
 
     import usearch
@@ -88,12 +100,14 @@ def main():
     ui = Index(ndim=base.shape[1], metric="cos", dtype="f32", connectivity=16, expansion_add=200)
     ui.add(np.arange(len(base)), base, threads=threads)
     builds.append(("usearch %s" % usearch.VERSION, time.perf_counter() - t, rss_mib() - r0))
+    progress("build %s: %.1f s" % builds[-1][:2])
     for ef in efs:
         ui.expansion_search = ef
         t = time.perf_counter()
         res = ui.search(qn, 10, threads=1)
         dt = time.perf_counter() - t
         rows.append(("usearch", ef, recall(res.keys.tolist(), truth), len(qn) / dt))
+        progress(fmt_row(rows[-1]))
 
     print("\n### peers build (%d points, %d threads)\n" % (len(base), threads))
     print("| library | build (s) | RSS growth (MiB) |")
@@ -103,8 +117,8 @@ def main():
     print("\n### peers search (single thread, batch of 1,000 queries, k=10)\n")
     print("| library | ef | recall@10 | QPS |")
     print("|---|---|---|---|")
-    for name, ef, rec, qps in rows:
-        print("| %s | %d | %.4f | %.0f |" % (name, ef, rec, qps))
+    for row in rows:
+        print(fmt_row(row))
 
 
 if __name__ == "__main__":

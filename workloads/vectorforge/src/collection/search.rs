@@ -57,30 +57,42 @@ pub struct ScrollResult {
 /// The candidates a filter leaves and how to test a single point.
 struct Candidates<'a> {
     filter: Option<&'a Filter>,
-    /// Superset of the matching live points.
-    bitmap: RoaringBitmap,
+    /// Superset of the matching live points; None means every live point.
+    bitmap: Option<RoaringBitmap>,
     /// True when `bitmap` is exactly the matching set.
     exact: bool,
 }
 
 impl Candidates<'_> {
+    #[inline]
     fn accepts(&self, st: &State, off: Offset) -> bool {
-        self.bitmap.contains(off)
-            && (self.exact
-                || self.filter.is_none_or(|f| {
-                    check(f, st.payloads.get(off), st.ids.get(off as usize).copied())
-                }))
+        match &self.bitmap {
+            None => !st.deleted.contains(off),
+            Some(b) => {
+                b.contains(off)
+                    && (self.exact
+                        || self.filter.is_none_or(|f| {
+                            check(f, st.payloads.get(off), st.ids.get(off as usize).copied())
+                        }))
+            }
+        }
+    }
+
+    /// The candidate offsets to scan.
+    fn set<'s>(&'s self, st: &'s State) -> &'s RoaringBitmap {
+        self.bitmap.as_ref().unwrap_or(&st.live)
     }
 
     /// Estimated number of matching points (sampling when the bitmap is a superset).
     fn estimate(&self, st: &State) -> usize {
-        let n = self.bitmap.len() as usize;
+        let set = self.set(st);
+        let n = set.len() as usize;
         if self.exact || n == 0 {
             return n;
         }
         let step = (n / 1000).max(1);
         let (mut seen, mut hit) = (0usize, 0usize);
-        for off in self.bitmap.iter().step_by(step) {
+        for off in set.iter().step_by(step) {
             seen += 1;
             hit += usize::from(self.accepts(st, off));
         }
@@ -92,7 +104,7 @@ fn candidates<'a>(st: &State, filter: Option<&'a Filter>) -> Candidates<'a> {
     match filter.filter(|f| !f.is_empty()) {
         None => Candidates {
             filter: None,
-            bitmap: st.live.clone(),
+            bitmap: None,
             exact: true,
         },
         Some(f) => {
@@ -104,7 +116,7 @@ fn candidates<'a>(st: &State, filter: Option<&'a Filter>) -> Candidates<'a> {
             let (bitmap, exact) = ctx.eval(f);
             Candidates {
                 filter: Some(f),
-                bitmap,
+                bitmap: Some(bitmap),
                 exact,
             }
         }
@@ -156,7 +168,7 @@ impl Collection {
         let mut found: Vec<Scored> =
             if req.exact || matching <= self.config.hnsw.full_scan_threshold || indexed == 0 {
                 let mut heap = BinaryHeap::with_capacity(k + 1);
-                for off in cand.bitmap.iter() {
+                for off in cand.set(&st).iter() {
                     if cand.exact || cand.accepts(&st, off) {
                         push_top(
                             &mut heap,
@@ -176,7 +188,7 @@ impl Collection {
                     (o as usize) < indexed && cand.accepts(&st, o)
                 });
                 let mut heap: BinaryHeap<Scored> = v.drain(..).collect();
-                for off in cand.bitmap.range(indexed as u32..) {
+                for off in cand.set(&st).range(indexed as u32..) {
                     if cand.accepts(&st, off) {
                         push_top(
                             &mut heap,
@@ -229,9 +241,12 @@ impl Collection {
         let st = core.state.read();
         let cand = candidates(&st, filter);
         if cand.exact {
-            return cand.bitmap.len() as usize;
+            return cand.set(&st).len() as usize;
         }
-        cand.bitmap.iter().filter(|&o| cand.accepts(&st, o)).count()
+        cand.set(&st)
+            .iter()
+            .filter(|&o| cand.accepts(&st, o))
+            .count()
     }
 
     /// Pages through matching points ordered by id.
@@ -240,7 +255,7 @@ impl Collection {
         let st = core.state.read();
         let cand = candidates(&st, req.filter.as_ref());
         let mut matching: Vec<(PointId, Offset)> = cand
-            .bitmap
+            .set(&st)
             .iter()
             .filter(|&o| cand.accepts(&st, o))
             .map(|o| (st.ids[o as usize], o))

@@ -142,6 +142,9 @@ impl Hnsw {
                 }
                 self.links.read(c.1, level, &mut buf);
                 for &nb in &buf {
+                    prefetch(vecs.vector(nb));
+                }
+                for &nb in &buf {
                     if (nb as usize) >= n || !visited.insert(nb) {
                         continue;
                     }
@@ -163,4 +166,23 @@ impl Hnsw {
             res.into_sorted_vec()
         })
     }
+}
+
+/// Asks the CPU to start loading a vector that is about to be scored.
+#[inline(always)]
+fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint and never faults, whatever the address.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(v.as_ptr() as *const i8);
+        if v.len() > 16 {
+            _mm_prefetch::<_MM_HINT_T0>(v.as_ptr().add(16) as *const i8);
+        }
+        if v.len() > 32 {
+            _mm_prefetch::<_MM_HINT_T0>(v.as_ptr().add(32) as *const i8);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
 }

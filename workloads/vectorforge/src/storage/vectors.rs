@@ -34,6 +34,7 @@ pub struct MmapVectors {
     dir: PathBuf,
     dim: usize,
     per_chunk: usize,
+    shift: u32,
     chunks: Box<[OnceLock<Chunk>]>,
     len: AtomicUsize,
     append_lock: Mutex<()>,
@@ -49,11 +50,13 @@ impl MmapVectors {
             fs::remove_dir_all(dir).at(dir)?;
         }
         fs::create_dir_all(dir).at(dir)?;
-        let per_chunk = (CHUNK_BYTES / (dim * 4)).max(1);
+        // a power of two, so that locating a vector is a shift and a mask
+        let per_chunk = 1usize << (CHUNK_BYTES / (dim * 4)).max(1).ilog2();
         Ok(MmapVectors {
             dir: dir.to_path_buf(),
             dim,
             per_chunk,
+            shift: per_chunk.trailing_zeros(),
             chunks: (0..MAX_CHUNKS).map(|_| OnceLock::new()).collect(),
             len: AtomicUsize::new(0),
             append_lock: Mutex::new(()),
@@ -179,14 +182,13 @@ impl VectorSource for MmapVectors {
     #[inline]
     fn vector(&self, offset: Offset) -> &[f32] {
         let off = offset as usize;
-        match self
-            .chunks
-            .get(off / self.per_chunk)
-            .and_then(OnceLock::get)
-        {
+        match self.chunks.get(off >> self.shift).and_then(OnceLock::get) {
             // SAFETY: the chunk holds per_chunk * dim floats and lives as long as self.
             Some(c) => unsafe {
-                std::slice::from_raw_parts(c.ptr.add((off % self.per_chunk) * self.dim), self.dim)
+                std::slice::from_raw_parts(
+                    c.ptr.add((off & (self.per_chunk - 1)) * self.dim),
+                    self.dim,
+                )
             },
             None => &[],
         }
