@@ -7,9 +7,12 @@ ORT_VERSION   := 1.32.0
 ORT_LIB       := $(TI_CACHE)/ort-$(ORT_VERSION)/libonnxruntime.so.$(ORT_VERSION)
 TI_MODELS     := $(TI_CACHE)/models
 MINILM_DIR    := $(TI_CACHE)/minilm
-TI_TARGET     ?= $(ROOT)/target/ti
+# CI sets CARGO_TARGET_DIR (a warm cache shared with lint/test-unit); locally target/ti.
+TI_TARGET     ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(ROOT)/target/ti)
 TI_BIN        := $(TI_TARGET)/debug/tinyinfer
 TI_BIN_REL    := $(TI_TARGET)/release/tinyinfer
+# Where tinyinfer (and its tests) load ONNX Runtime from; `make ort-lib` puts it there.
+export ORT_DYLIB_PATH ?= $(ORT_LIB)
 
 .PHONY: ort-lib tinyinfer-models minilm-assets tinyinfer-build test-tinyinfer bench-engine
 
@@ -48,7 +51,7 @@ tinyinfer-build: ## debug build of the tinyinfer binary (what the tests start)
 	CARGO_TARGET_DIR=$(TI_TARGET) $(CARGO) build -p tinyinfer
 
 # Environment the Rust and Python tests read.
-TI_TEST_ENV := ORT_DYLIB_PATH=$(ORT_LIB) TINYINFER_MODELS_DIR=$(TI_MODELS) TINYINFER_MINILM_DIR=$(MINILM_DIR) \
+TI_TEST_ENV := ORT_DYLIB_PATH=$(ORT_DYLIB_PATH) TINYINFER_MODELS_DIR=$(TI_MODELS) TINYINFER_MINILM_DIR=$(MINILM_DIR) \
   TINYINFER_BIN=$(TI_BIN)
 
 test-tinyinfer: ort-lib tinyinfer-models minilm-assets venv tinyinfer-build ## tinyinfer: Rust tests + Python protocol tests against the real binary
