@@ -116,3 +116,88 @@ def test_garbage_protobuf_is_rejected(server):
     i = tgrpc.InferInput("input", [1, 16], "FP32")
     i.set_data_from_numpy(np.ones((1, 16), np.float32))
     assert client.infer("mlp", [i]).as_numpy("output").shape == (1, 8)
+
+
+def test_grpc_typed_contents_for_every_datatype(server):
+    """ModelInfer with `contents` instead of raw bytes (what non-Triton clients send)."""
+    from tritonclient.grpc import service_pb2
+
+    channel = grpc.insecure_channel(server.grpc)
+    call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                               request_serializer=service_pb2.ModelInferRequest.SerializeToString,
+                               response_deserializer=service_pb2.ModelInferResponse.FromString)
+    field = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+             "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
+             "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
+             "FP64": "fp64_contents", "BYTES": "bytes_contents"}
+    rng = np.random.default_rng(15)
+    arrays = {t: sample(t, (1, 3), rng) for t in TYPES if t != "FP16"}
+
+    def request(with_fp16_typed):
+        req = service_pb2.ModelInferRequest(model_name="all_types", id="typed")
+        for t in TYPES:
+            inp = req.inputs.add(name=f"in_{t}", datatype=t, shape=[1, 3])
+            if t == "FP16":
+                if with_fp16_typed:
+                    inp.contents.fp32_contents.extend([1.0, 2.0, 3.0])
+                continue
+            values = [v.encode() for v in arrays[t].flatten()] if t == "BYTES" else arrays[t].flatten().tolist()
+            getattr(inp.contents, field[t]).extend(values)
+        return req
+
+    try:
+        call(request(with_fp16_typed=True), timeout=10)
+        raise AssertionError("FP16 in typed contents must be refused")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.code()
+    # Mixing is not allowed either: raw_input_contents must cover every input or none.
+    req = request(with_fp16_typed=False)
+    req.raw_input_contents.append(np.ones(3, np.float16).tobytes())
+    try:
+        call(req, timeout=10)
+        raise AssertionError("partial raw_input_contents must be refused")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.code()
+    # Without the FP16 input the model is missing one: also a client error.
+    req = request(with_fp16_typed=False)
+    del req.inputs[[i.name for i in req.inputs].index("in_FP16")]
+    try:
+        call(req, timeout=10)
+        raise AssertionError("missing input must be refused")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "in_FP16" in e.details()
+    # Out-of-range values for narrow integer types are refused, not truncated.
+    req = request(with_fp16_typed=True)
+    for inp in req.inputs:
+        if inp.name == "in_INT8":
+            inp.contents.int_contents[0] = 300
+    try:
+        call(req, timeout=10)
+        raise AssertionError("out-of-range INT8 must be refused")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.code()
+
+
+def test_grpc_typed_contents_results_match_onnxruntime(server):
+    from tritonclient.grpc import service_pb2
+
+    channel = grpc.insecure_channel(server.grpc)
+    call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                               request_serializer=service_pb2.ModelInferRequest.SerializeToString,
+                               response_deserializer=service_pb2.ModelInferResponse.FromString)
+    x = np.random.default_rng(16).standard_normal((2, 16)).astype(np.float32)
+    req = service_pb2.ModelInferRequest(model_name="mlp", model_version="1", id="abc")
+    req.inputs.add(name="input", datatype="FP32", shape=[2, 16]).contents.fp32_contents.extend(x.flatten().tolist())
+    res = call(req, timeout=30)
+    assert res.id == "abc" and res.model_version == "1"
+    assert res.outputs[0].name == "output" and list(res.outputs[0].shape) == [2, 8]
+    got = np.frombuffer(res.raw_output_contents[0], np.float32).reshape(2, 8)
+    np.testing.assert_allclose(got, reference("mlp.onnx", {"input": x})["output"], rtol=1e-5, atol=1e-6)
+    ids = np.arange(10, dtype=np.int64).reshape(1, 10)
+    req = service_pb2.ModelInferRequest(model_name="bert")
+    req.inputs.add(name="input_ids", datatype="INT64", shape=[1, 10]).contents.int64_contents.extend(ids.flatten().tolist())
+    req.inputs.add(name="attention_mask", datatype="INT64", shape=[1, 10]).contents.int64_contents.extend([1] * 10)
+    res = call(req, timeout=60)
+    got = np.frombuffer(res.raw_output_contents[0], np.float32).reshape(1, 10, 768)
+    ref = reference("bert.onnx", {"input_ids": ids, "attention_mask": np.ones_like(ids)})["last_hidden_state"]
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)
