@@ -307,4 +307,27 @@ mod tests {
         assert_eq!(c.models[0].pooling, Some(Pooling::Mean));
         assert_eq!(c.models[0].batching.max_batch_size, 4);
     }
+
+    #[test]
+    fn operator_written_config_parses() {
+        // The shape the operator's InferenceService builder writes into TINYINFER_CONFIG.
+        let c = FileConfig::load(
+            r#"{"models":[{"name":"m","version":"3","uri":"file:///mnt/pvc/c/m.onnx",
+                "sha256":"ab","tokenizer":"file:///mnt/pvc/c/tokenizer.json",
+                "runtime":{"graphOptimization":"extended","executionProvider":"cuda","intraOpThreads":4},
+                "batching":{"maxBatchSize":8,"maxQueueDelayUs":500,"maxQueueSize":64}}]}"#,
+        )
+        .unwrap();
+        let m = &c.models[0];
+        assert_eq!(m.runtime.execution_provider, ExecutionProvider::Cuda);
+        assert_eq!(m.runtime.graph_optimization, OptLevel::Extended);
+        assert_eq!(m.batching.max_queue_delay_us, 500);
+        assert_eq!(m.batching.max_queue_size, 64);
+        assert!(
+            FileConfig::load(
+                r#"{"models":[{"name":"m","uri":"x","batching":{"maxBatchSize":1}}]}"#
+            )
+            .is_ok()
+        );
+    }
 }

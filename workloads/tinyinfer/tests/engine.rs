@@ -194,3 +194,18 @@ fn minilm_tokenizer_matches_bert_vocabulary() {
     assert_eq!(long.len(), 8);
     assert_eq!(long.last(), Some(&102));
 }
+
+#[test]
+fn cuda_request_falls_back_to_cpu_without_the_provider() {
+    let dir = setup();
+    let options = RuntimeOptions {
+        execution_provider: tinyinfer::config::ExecutionProvider::Cuda,
+        memory_arena: false,
+        intra_op_threads: 1,
+        graph_optimization: tinyinfer::config::OptLevel::Basic,
+        ..RuntimeOptions::default()
+    };
+    // The CPU wheel's library has no CUDA provider: the model still loads and runs.
+    let model = OrtModel::load(&dir.join("mlp.onnx"), &options).unwrap();
+    assert_eq!(model.run(mlp_input(1, 0.5)).unwrap()[0].shape, vec![1, 8]);
+}
