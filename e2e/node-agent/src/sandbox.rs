@@ -47,6 +47,15 @@ fn cstr(p: &Path) -> CString {
     }
 }
 
+/// Opens `p` as a path-only descriptor (directories and files alike).
+fn open_path(p: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(p)
+}
+
 fn check(rc: libc::c_int, what: &str) {
     if rc != 0 {
         fail(what, std::io::Error::last_os_error());
@@ -99,8 +108,30 @@ pub fn run(spec_path: &Path) -> ! {
     );
     let mut mounts = spec.mounts.clone();
     mounts.sort_by_key(|m| m.target.components().count());
-    for m in &mounts {
-        let is_file = m.source.is_file();
+    // A mount may hide the host paths of later sources or of the program (an emptyDir at
+    // /work hides /work/main/...), so hold them all open first and use them by descriptor.
+    let sources: Vec<std::fs::File> = mounts
+        .iter()
+        .map(|m| {
+            open_path(&m.source)
+                .unwrap_or_else(|e| fail(&format!("opening {}", m.source.display()), e))
+        })
+        .collect();
+    let Some((program, args)) = spec.argv.split_first() else {
+        fail("empty command", "no argv")
+    };
+    let program_fd = if program.contains('/') {
+        let f = open_path(Path::new(program))
+            .unwrap_or_else(|e| fail(&format!("opening {program}"), e));
+        // The descriptor must survive exec for `/proc/self/fd/N` to name the program.
+        // SAFETY: clears FD_CLOEXEC on a descriptor this process owns.
+        unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFD, 0) };
+        Some(f)
+    } else {
+        None
+    };
+    for (m, src_file) in mounts.iter().zip(&sources) {
+        let is_file = src_file.metadata().map(|md| md.is_file()).unwrap_or(false);
         if !m.target.exists() {
             let made = if is_file {
                 m.target
@@ -115,7 +146,10 @@ pub fn run(spec_path: &Path) -> ! {
                 fail(&format!("creating mount point {}", m.target.display()), e);
             }
         }
-        let src = cstr(&m.source);
+        let src = cstr(&PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            src_file.as_raw_fd()
+        )));
         let dst = cstr(&m.target);
         check(
             unsafe {
@@ -146,10 +180,14 @@ pub fn run(spec_path: &Path) -> ! {
     }
     // SAFETY: plain syscall; makes this process the leader of a new session and group.
     unsafe { libc::setsid() };
-    let Some((program, args)) = spec.argv.split_first() else {
-        fail("empty command", "no argv")
+    let mut cmd = match &program_fd {
+        Some(f) => {
+            let mut c = std::process::Command::new(format!("/proc/self/fd/{}", f.as_raw_fd()));
+            c.arg0(program);
+            c
+        }
+        None => std::process::Command::new(program),
     };
-    let mut cmd = std::process::Command::new(program);
     cmd.args(args).env_clear().envs(spec.env.iter().cloned());
     if let Some(dir) = &spec.workdir {
         if let Err(e) = std::fs::create_dir_all(dir) {
