@@ -398,8 +398,28 @@ async fn env_sources_config_volumes_and_unknown_images() {
         }),
     )
     .await;
+    create::<Pod>(&client, ns, json!({
+        "metadata": {"name": "grpc", "labels": {"app": "grpc"}},
+        "spec": {"containers": [{"name": "server", "image": TEST_IMAGE,
+            "args": ["--port=8080", "--grpc-port=9090"],
+            "readinessProbe": {"grpc": {"port": 9090}, "periodSeconds": 1, "failureThreshold": 1}}]},
+    })).await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let p = wait_ready_pods(&pods, "app=env", 1).await.remove(0);
+
+    // A gRPC readiness probe (grpc.health.v1): Ready while SERVING, not Ready after.
+    let g = wait_ready_pods(&pods, "app=grpc", 1).await.remove(0);
+    assert_eq!(
+        http_get(&pod_ip(&g), 8080, "/healthz/false")
+            .await
+            .map(|r| r.0),
+        Some(200)
+    );
+    wait("grpc pod not Ready once NOT_SERVING", || async {
+        let p = pods.get("grpc").await.ok()?;
+        (!is_ready(&p)).then_some(())
+    })
+    .await;
     let i = info(&pod_ip(&p)).await.expect("info");
     assert_eq!(
         i["version"],

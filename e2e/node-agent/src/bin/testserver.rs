@@ -1,6 +1,6 @@
 //! `node-agent-testserver`: the small workload the node agent's tests run. It answers HTTP on
 //! `--port` (`/healthz`, `/readyz`, `/info`, `/ready/true|false` to flip readiness,
-//! `/healthz/false` to fail liveness, `/exit`,
+//! `/healthz/false` to fail liveness (and the gRPC health service on `--grpc-port`), `/exit`,
 //! `/api` to check the API server is reachable from the pod, `/whoami` to ask it who the
 //! pod is with its service-account token),
 //! counts its starts in `<data-dir>/starts` (to prove a PVC survives pod deletion) and exits
@@ -22,9 +22,13 @@ struct Args {
     /// Directory to count starts in (a PVC in the tests).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Also serve `grpc.health.v1.Health` on this port (SERVING until `/healthz/false`).
+    #[arg(long)]
+    grpc_port: Option<u16>,
 }
 
 struct State {
+    grpc_health: tonic_health::server::HealthReporter,
     ready: AtomicBool,
     healthy: AtomicBool,
     starts: u64,
@@ -50,7 +54,24 @@ async fn main() -> anyhow::Result<()> {
             + 1;
         std::fs::write(&file, starts.to_string()).context("writing the start counter")?;
     }
+    let (grpc_health, grpc_service) = tonic_health::server::health_reporter();
+    grpc_health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    if let Some(port) = args.grpc_port {
+        let addr = std::net::SocketAddr::from(([0, 0, 0, 0], port));
+        tokio::spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .add_service(grpc_service)
+                .serve(addr)
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "gRPC health server failed");
+            }
+        });
+    }
     let state = Arc::new(State {
+        grpc_health,
         ready: AtomicBool::new(true),
         healthy: AtomicBool::new(true),
         starts,
@@ -75,6 +96,10 @@ async fn main() -> anyhow::Result<()> {
                     "/healthz" => (503, "unhealthy".to_owned()),
                     "/healthz/false" => {
                         state.healthy.store(false, Ordering::SeqCst);
+                        state
+                            .grpc_health
+                            .set_service_status("", tonic_health::ServingStatus::NotServing)
+                            .await;
                         (200, "ok".to_owned())
                     }
                     "/readyz" if state.ready.load(Ordering::SeqCst) => (200, "ready".to_owned()),
