@@ -25,6 +25,7 @@ include e2e/cluster/cluster.mk
 -include workloads/vectorforge/vectorforge.mk
 -include workloads/tinyinfer/tinyinfer.mk
 include e2e/kind/kind.mk
+include e2e/node-agent/node-agent.mk
 
 # Namespace `make up` applies the samples to; address of the local operator's metrics.
 DEMO_NS          ?= modelhub-demo
