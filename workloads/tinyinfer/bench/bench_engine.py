@@ -95,6 +95,12 @@ def inprocess(iters):
     return json.loads(out.stdout.strip().splitlines()[-1])["samples_ms"]
 
 
+def inprocess_rows_per_s(seq, batch, iters):
+    out = subprocess.run([INPROC, os.path.join(MODELS, "bert.onnx"), str(seq), str(iters), str(batch)],
+                         capture_output=True, text=True, check=True, env=dict(os.environ, RUST_LOG="warn"))
+    return json.loads(out.stdout.strip().splitlines()[-1])["rows_per_s"]
+
+
 def batch_stats(server, model):
     text = requests.get(f"{server.http}/metrics").text
     def get(k):
@@ -194,6 +200,15 @@ def main():
                 s1, c1 = batch_stats(srv, "bert_b")
                 mean = (s1 - s0) / max(c1 - c0, 1)
                 print(f"| {clients} | {off[0]:.1f} | {off[1]:.1f} | {on[0]:.1f} | {on[1]:.1f} | {mean:.1f} | {on[0] / off[0]:.2f}x |")
+
+        if INPROC:
+            print("\n### (2b) Ceiling: the same session in-process, rows/s at batch 1 vs batch 64\n")
+            print("| tokens | batch 1 rows/s | batch 64 rows/s | ratio |")
+            print("| --- | --- | --- | --- |")
+            for seq in TP_SEQS:
+                one = inprocess_rows_per_s(seq, 1, 40)
+                many = inprocess_rows_per_s(seq, 64, 4)
+                print(f"| {seq} | {one:.1f} | {many:.1f} | {many / one:.2f}x |")
 
         print(f"\n### (3) MiniLM-L6-v2 int8 embeddings, 16 sentences per request, {TP_SECONDS:.0f} s each\n")
         print("| clients | sentences/s |")

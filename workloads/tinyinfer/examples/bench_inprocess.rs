@@ -2,7 +2,8 @@
 //! Runtime session code the server uses (no protocol, no queue) and prints latency
 //! percentiles as one JSON line.
 //!
-//! Usage: bench_inprocess MODEL.onnx SEQ_LEN ITERATIONS [raw]  (raw: also every sample)
+//! Usage: bench_inprocess MODEL.onnx SEQ_LEN ITERATIONS [BATCH] [raw]
+//! (BATCH rows per run, default 1; raw: also print every sample)
 
 use std::time::Instant;
 
@@ -17,18 +18,22 @@ fn main() -> anyhow::Result<()> {
     };
     let seq: i64 = seq.parse()?;
     let iters: usize = iters.parse()?;
+    let batch: i64 = match args.get(4) {
+        Some(b) if b != "raw" => b.parse()?,
+        _ => 1,
+    };
     let model = OrtModel::load(std::path::Path::new(model), &RuntimeOptions::default())?;
     let inputs = || -> Vec<Tensor> {
         ["input_ids", "attention_mask"]
             .iter()
             .map(|name| Tensor {
                 name: (*name).to_owned(),
-                shape: vec![1, seq],
-                data: TensorData::I64((0..seq).map(|i| 1 + i % 1000).collect()),
+                shape: vec![batch, seq],
+                data: TensorData::I64((0..batch * seq).map(|i| 1 + i % 1000).collect()),
             })
             .collect()
     };
-    for _ in 0..10 {
+    for _ in 0..3 {
         model.run(inputs())?;
     }
     let mut lat = Vec::with_capacity(iters);
@@ -40,9 +45,12 @@ fn main() -> anyhow::Result<()> {
     }
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize];
-    let mut line =
-        serde_json::json!({ "p50_ms": pct(0.5), "p99_ms": pct(0.99), "iterations": iters });
-    if args.get(4).map(String::as_str) == Some("raw") {
+    let rows_per_s = batch as f64 * 1000.0 * lat.len() as f64 / lat.iter().sum::<f64>();
+    let mut line = serde_json::json!({
+        "p50_ms": pct(0.5), "p99_ms": pct(0.99), "iterations": iters, "batch": batch,
+        "rows_per_s": rows_per_s,
+    });
+    if args.iter().any(|a| a == "raw") {
         line["samples_ms"] = serde_json::json!(lat);
     }
     // A benchmark tool, not the service: its result goes to stdout for the driver script.
