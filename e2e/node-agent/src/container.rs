@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder};
 use tokio::process::Child;
@@ -130,7 +130,7 @@ enum Stop {
     PodStopping(Option<std::process::ExitStatus>),
 }
 
-async fn start(ctx: &PodContext, c: &Container) -> Result<Child> {
+async fn start(ctx: &PodContext, c: &Container) -> Result<(Child, ExecSpec)> {
     let binary = env::resolve_image(&ctx.config, c.image.as_deref().unwrap_or_default())?;
     let vars = env::environment(
         &ctx.client,
@@ -192,17 +192,75 @@ async fn start(ctx: &PodContext, c: &Container) -> Result<Child> {
             format!("{pid} {started}"),
         );
     }
-    Ok(child)
+    Ok((child, spec))
+}
+
+/// One probe attempt; `exec` probes run the command like the container (same namespaces,
+/// mounts and environment) through the sandbox helper and succeed on exit code 0.
+async fn check(ctx: &PodContext, p: &Probe, c: &Container, spec: &ExecSpec) -> Outcome {
+    let Some(cmd) = p.exec.as_ref().and_then(|e| e.command.clone()) else {
+        return probe::check(p, c, ctx.ip).await;
+    };
+    let uid = ctx.pod.metadata.uid.clone().unwrap_or_default();
+    let path = ctx
+        .config
+        .pod_dir(&uid)
+        .join(format!("{}.probe.json", c.name));
+    let probe_spec = ExecSpec {
+        argv: cmd,
+        ..spec.clone()
+    };
+    let written = serde_json::to_vec(&probe_spec)
+        .map_err(|e| e.to_string())
+        .and_then(|b| std::fs::write(&path, b).map_err(|e| e.to_string()));
+    if let Err(e) = written {
+        return Outcome::Failure(format!("cannot write the exec probe spec: {e}"));
+    }
+    let child = tokio::process::Command::new(&ctx.config.self_exe)
+        .arg("sandbox")
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failure(format!("cannot run the exec probe: {e}")),
+    };
+    let pid = child.id();
+    let timeout = Timing::of(p).timeout;
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(out)) if out.status.success() => Outcome::Success,
+        Ok(Ok(out)) => Outcome::Failure(format!(
+            "command exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim()
+        )),
+        Ok(Err(e)) => Outcome::Failure(e.to_string()),
+        Err(_) => {
+            if let Some(pid) = pid {
+                signal_group(pid, libc::SIGKILL);
+            }
+            Outcome::Failure(format!("command timed out after {}s", timeout.as_secs()))
+        }
+    }
 }
 
 /// Runs the probes of a started container; returns only when it must be killed.
-async fn probes(ctx: &PodContext, kind: Kind, idx: usize, c: &Container) -> &'static str {
+async fn probes(
+    ctx: &PodContext,
+    kind: Kind,
+    idx: usize,
+    c: &Container,
+    exec: &ExecSpec,
+) -> &'static str {
     if let Some(p) = &c.startup_probe {
         let t = Timing::of(p);
         tokio::time::sleep(t.initial_delay).await;
         let mut failures = 0;
         loop {
-            match probe::check(p, c, ctx.ip).await {
+            match check(ctx, p, c, exec).await {
                 Outcome::Success => break,
                 Outcome::Failure(msg) => {
                     failures += 1;
@@ -233,7 +291,7 @@ async fn probes(ctx: &PodContext, kind: Kind, idx: usize, c: &Container) -> &'st
         tokio::time::sleep(t.initial_delay).await;
         let (mut ok, mut bad, mut ready) = (0u32, 0u32, false);
         loop {
-            match probe::check(p, c, ctx.ip).await {
+            match check(ctx, p, c, exec).await {
                 Outcome::Success => {
                     ok += 1;
                     bad = 0;
@@ -268,7 +326,7 @@ async fn probes(ctx: &PodContext, kind: Kind, idx: usize, c: &Container) -> &'st
         tokio::time::sleep(t.initial_delay).await;
         let mut bad = 0;
         loop {
-            match probe::check(p, c, ctx.ip).await {
+            match check(ctx, p, c, exec).await {
                 Outcome::Success => bad = 0,
                 Outcome::Failure(msg) => {
                     bad += 1;
@@ -301,8 +359,8 @@ pub async fn supervise(ctx: Arc<PodContext>, kind: Kind, idx: usize, c: Containe
         if ctx.stop.is_cancelled() {
             return false;
         }
-        let mut child = match start(&ctx, &c).await {
-            Ok(child) => child,
+        let (mut child, exec_spec) = match start(&ctx, &c).await {
+            Ok(started) => started,
             Err(err) => {
                 let reason = match err {
                     Error::ImageNotMapped { .. } => "ErrImagePull",
@@ -355,7 +413,7 @@ pub async fn supervise(ctx: Arc<PodContext>, kind: Kind, idx: usize, c: Containe
         })
         .await;
         let stop = {
-            let probing = probes(&ctx, kind, idx, &c);
+            let probing = probes(&ctx, kind, idx, &c, &exec_spec);
             tokio::select! {
                 status = child.wait() => Stop::Exited(status.ok()),
                 why = probing => {

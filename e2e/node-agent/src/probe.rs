@@ -1,5 +1,6 @@
 //! Container probes as the kubelet runs them: httpGet, tcpSocket and grpc (the standard
-//! `grpc.health.v1.Health/Check`) against the pod's address, with thresholds and periods.
+//! `grpc.health.v1.Health/Check`) against the pod's address, with thresholds and periods
+//! (`exec` probes need the container's sandbox and live in [`crate::container`]).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -85,7 +86,7 @@ async fn attempt(probe: &Probe, container: &Container, ip: Ipv4Addr) -> Result<(
         .await;
     }
     if probe.exec.is_some() {
-        return Err("exec probes are not supported by the local node agent".into());
+        return Err("exec probes run through the container (crate::container)".into());
     }
     Err("probe has no handler".into())
 }

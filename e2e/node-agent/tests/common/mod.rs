@@ -176,3 +176,19 @@ pub async fn wait_ready_pods(pods: &Api<Pod>, selector: &str, n: usize) -> Vec<P
     })
     .await
 }
+
+/// Creates a namespaced object from JSON.
+pub async fn create<K>(client: &Client, ns: &str, value: serde_json::Value) -> K
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let obj: K = serde_json::from_value(value).expect("test object JSON");
+    api.create(&PostParams::default(), &obj)
+        .await
+        .expect("create object")
+}
