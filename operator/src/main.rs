@@ -16,7 +16,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Service;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -63,6 +63,10 @@ struct Args {
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     log_format: modelhub_telemetry::LogFormat,
+    /// Reconciles run at once per kind (never two for the same object). Bounded so a
+    /// burst of resources cannot flood the API server with writes.
+    #[arg(long, env = "CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
 }
 
 #[derive(Clone)]
@@ -115,15 +119,18 @@ where
 async fn run_controllers(
     client: Client,
     ns: Option<String>,
+    concurrency: u16,
     ctx: Arc<Context>,
     stop: CancellationToken,
 ) {
     let ns = ns.as_deref();
+    let config = || controller::Config::default().concurrency(concurrency);
     let children = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
     let vc = Controller::new(
         api::<VectorCollection>(&client, ns),
         watcher::Config::default(),
     )
+    .with_config(config())
     .owns(api::<StatefulSet>(&client, ns), children.clone())
     .owns(api::<Service>(&client, ns), children.clone())
     .graceful_shutdown_on(stop.clone().cancelled_owned())
@@ -137,6 +144,7 @@ async fn run_controllers(
         api::<InferenceService>(&client, ns),
         watcher::Config::default(),
     )
+    .with_config(config())
     .owns(api::<StatefulSet>(&client, ns), children.clone())
     .graceful_shutdown_on(stop.clone().cancelled_owned())
     .run(
@@ -149,6 +157,7 @@ async fn run_controllers(
         api::<TrafficPolicy>(&client, ns),
         watcher::Config::default(),
     )
+    .with_config(config())
     .owns(api::<Deployment>(&client, ns), children)
     .graceful_shutdown_on(stop.cancelled_owned())
     .run(controllers::traffic_policy::reconcile, error_policy, ctx)
@@ -266,7 +275,7 @@ async fn main() -> anyhow::Result<()> {
             }
         };
         tokio::select! {
-            () = run_controllers(client.clone(), args.namespace.clone(), ctx, controllers_stop.clone()) => {}
+            () = run_controllers(client.clone(), args.namespace.clone(), args.concurrency, ctx, controllers_stop.clone()) => {}
             () = renew => {
                 tracing::error!("lost the leader lease; stopping");
                 lost_lease = true;
