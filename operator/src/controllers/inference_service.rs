@@ -26,9 +26,10 @@ async fn reconcile_inner(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Resu
     isvc.uid().ok_or(Error::MissingObjectKey("uid"))?;
     let client = &ctx.client;
     let children = build::build(&isvc, &ctx.images);
+    // The workload first, so pods start while the Services get their cluster IPs.
+    let sts = apply(client, &children.statefulset).await?;
     apply(client, &children.headless_service).await?;
     apply(client, &children.service).await?;
-    let sts = apply(client, &children.statefulset).await?;
     apply(client, &children.pdb).await?;
 
     let previous = isvc.status.clone().unwrap_or_default();

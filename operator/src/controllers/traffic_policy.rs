@@ -36,8 +36,8 @@ async fn reconcile_inner(tp: Arc<TrafficPolicy>, ctx: Arc<Context>) -> Result<Ac
     apply(client, &children.service_account).await?;
     apply(client, &children.role).await?;
     apply(client, &children.role_binding).await?;
-    apply(client, &children.service).await?;
     let deployment = apply(client, &children.deployment).await?;
+    apply(client, &children.service).await?;
     apply(client, &children.pdb).await?;
 
     let isvcs: Api<InferenceService> = Api::namespaced(client.clone(), &ns);

@@ -30,17 +30,19 @@ async fn reconcile_inner(vc: Arc<VectorCollection>, ctx: Arc<Context>) -> Result
     let client = &ctx.client;
     let children = build::build(&vc, &ctx.images);
 
+    // The pods' ServiceAccount first (pods cannot be admitted without it), then the
+    // workloads so pods start while Services get their cluster IPs.
     apply(client, &children.service_account).await?;
     apply(client, &children.role).await?;
     apply(client, &children.role_binding).await?;
-    apply(client, &children.client_service).await?;
-    for svc in &children.shard_services {
-        apply(client, svc).await?;
-    }
     let mut statefulsets = Vec::with_capacity(children.statefulsets.len());
     for sts in &children.statefulsets {
         statefulsets.push(apply(client, sts).await?);
     }
+    for svc in &children.shard_services {
+        apply(client, svc).await?;
+    }
+    apply(client, &children.client_service).await?;
     for pdb in &children.pdbs {
         apply(client, pdb).await?;
     }
