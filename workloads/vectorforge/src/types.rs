@@ -110,8 +110,8 @@ impl Default for HnswConfig {
         HnswConfig {
             m: 16,
             ef_construct: 200,
-            ef: 64,
-            full_scan_threshold: 10_000,
+            ef: 128,
+            full_scan_threshold: 50_000,
         }
     }
 }

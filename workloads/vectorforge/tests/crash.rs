@@ -106,7 +106,7 @@ fn sigkill_never_loses_acknowledged_writes() {
             .spawn()
             .expect("spawn child");
         let stdout = child.stdout.take().expect("child stdout");
-        let lines = Arc::new(Mutex::new(Vec::new()));
+        let lines: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
         let reader = {
             let lines = lines.clone();
             std::thread::spawn(move || {
@@ -118,6 +118,13 @@ fn sigkill_never_loses_acknowledged_writes() {
                 }
             })
         };
+        // kill at a random moment after recovery finished and ingestion started
+        let ready = std::time::Instant::now();
+        while !lines.lock().unwrap().iter().any(|l| l.starts_with("READY"))
+            && ready.elapsed() < Duration::from_secs(60)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         std::thread::sleep(Duration::from_millis(rng.random_range(5..120)));
         child.kill().expect("SIGKILL child");
         let status = child.wait().expect("wait child");
@@ -132,6 +139,7 @@ fn sigkill_never_loses_acknowledged_writes() {
             match kind {
                 "UPSERT" => acks.upserts.insert(b),
                 "SET" => acks.sets.insert(b),
+                "READY" => continue,
                 other => panic!("unknown ack {other}"),
             };
             total_acked += 1;

@@ -182,7 +182,7 @@ impl Collection {
                 let ef = req.ef.unwrap_or(self.config.hnsw.ef).max(k);
                 // a selective filter leaves fewer accepted points per visited node: widen the beam
                 let live = st.live.len().max(1) as f64;
-                let boost = (live / matching.max(1) as f64).sqrt().clamp(1.0, 4.0);
+                let boost = (live / matching.max(1) as f64).sqrt().clamp(1.0, 2.0);
                 let ef = (ef as f64 * boost) as usize;
                 let mut v = core.graph.search(&core.vectors, &q, k, ef, |o| {
                     (o as usize) < indexed && cand.accepts(&st, o)

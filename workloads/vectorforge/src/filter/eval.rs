@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use roaring::RoaringBitmap;
+use roaring::{MultiOps, RoaringBitmap};
 use serde_json::Value;
 
 use super::{Condition, FieldCondition, Filter, Match, MatchValue, Range};
@@ -141,7 +141,7 @@ impl FilterContext<'_> {
                 .map(|c| self.cond(c))
                 .collect::<Option<Vec<_>>>()
             {
-                Some(bs) => sup &= bs.into_iter().fold(RoaringBitmap::new(), |a, b| a | b),
+                Some(bs) => sup &= bs.union(),
                 None => exact = false,
             }
         }
@@ -197,19 +197,17 @@ impl FilterContext<'_> {
                 if let Some(m) = &fc.r#match {
                     let b = match m {
                         Match::Value(v) => idx.match_value(v)?,
-                        Match::Any(vs) => {
-                            let mut u = RoaringBitmap::new();
-                            for v in vs {
-                                u |= idx.match_value(v)?;
-                            }
-                            u
-                        }
+                        Match::Any(vs) => vs
+                            .iter()
+                            .map(|v| idx.match_value(v))
+                            .collect::<Option<Vec<_>>>()?
+                            .union(),
                         Match::Except(vs) => {
-                            let mut u = RoaringBitmap::new();
-                            for v in vs {
-                                u |= idx.match_value(v)?;
-                            }
-                            self.live - u
+                            self.live
+                                - vs.iter()
+                                    .map(|v| idx.match_value(v))
+                                    .collect::<Option<Vec<_>>>()?
+                                    .union()
                         }
                         Match::Text(_) => return None,
                     };

@@ -26,6 +26,8 @@ fn main() {
         }
     };
     let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "READY 0");
+    let _ = out.flush();
     for b in first.. {
         let points = (b * BATCH..(b + 1) * BATCH)
             .map(|id| PointStruct {
