@@ -63,6 +63,9 @@ fn glove_recall_unfiltered_and_filtered() {
     let mut cfg = CollectionConfig::new(50, Distance::Cosine);
     cfg.sync = SyncPolicy::Interval { millis: 1000 };
     cfg.background_indexing = false;
+    // low enough that the 10 % and 50 % filters take the filter-aware graph path
+    // (0.1 % and 1 % are scored exactly)
+    cfg.hnsw.full_scan_threshold = 2_000;
     let c = Collection::open(tmp.path(), cfg.clone()).unwrap();
     c.create_payload_index("bucket", PayloadSchemaType::Integer)
         .unwrap();
