@@ -22,8 +22,6 @@ use modelhub_operator::api::{InferenceService, TrafficPolicy, VectorCollection};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-const NS: &str = "bench-operator";
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -48,17 +46,19 @@ fn child_name(i: usize) -> String {
     }
 }
 
-async fn recreate_namespace(client: &Client) -> anyhow::Result<()> {
-    let nss: Api<Namespace> = Api::all(client.clone());
-    if nss.get_opt(NS).await?.is_some() {
-        nss.delete(NS, &DeleteParams::default()).await?;
-        while nss.get_opt(NS).await?.is_some() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NS}}))?;
-    nss.create(&PostParams::default(), &ns).await?;
-    Ok(())
+/// A fresh namespace per run (deleting 1,000 resources of an earlier run takes long).
+async fn create_namespace(client: &Client) -> anyhow::Result<String> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let name = format!("bench-operator-{secs}");
+    let ns: Namespace = serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {"modelhub.io/bench": "true"}}}),
+    )?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    Ok(name)
 }
 
 #[tokio::main]
@@ -71,14 +71,15 @@ async fn main() -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("KUBECONFIG must point at the local cluster")?;
-    recreate_namespace(&client).await?;
+    let ns_name = create_namespace(&client).await?;
+    let ns = ns_name.as_str();
 
     let log = std::fs::File::create(std::env::temp_dir().join("bench-operator.log"))?;
     let mut operator = Command::new(&operator_bin)
         .args([
             "--metrics-addr=127.0.0.1:18095",
             "--leader-elect=false",
-            &format!("--namespace={NS}"),
+            &format!("--namespace={ns}"),
         ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -99,8 +100,8 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
-    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let w1 = watch(
         watcher(sts, watcher::Config::default())
             .applied_objects()
@@ -115,9 +116,9 @@ async fn main() -> anyhow::Result<()> {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let vcs: Api<VectorCollection> = Api::namespaced(client.clone(), NS);
-    let isvcs: Api<InferenceService> = Api::namespaced(client.clone(), NS);
-    let tps: Api<TrafficPolicy> = Api::namespaced(client.clone(), NS);
+    let vcs: Api<VectorCollection> = Api::namespaced(client.clone(), ns);
+    let isvcs: Api<InferenceService> = Api::namespaced(client.clone(), ns);
+    let tps: Api<TrafficPolicy> = Api::namespaced(client.clone(), ns);
     let started = Instant::now();
     let created: Vec<(usize, Instant)> = futures::stream::iter(0..count)
         .map(|i| {
@@ -241,9 +242,9 @@ async fn main() -> anyhow::Result<()> {
         Some(mib) => println!("| operator peak RSS | {mib:.1} MiB | < 64 MiB |"),
         None => println!("| operator peak RSS | unavailable | < 64 MiB |"),
     }
-    recreate_namespace(&client).await?;
+    // Deleting the namespace removes everything the run created (in the background).
     Api::<Namespace>::all(client)
-        .delete(NS, &DeleteParams::default())
+        .delete(ns, &DeleteParams::default())
         .await?;
     Ok(())
 }
