@@ -69,6 +69,9 @@ struct Args {
     concurrency: u16,
 }
 
+/// How long in-flight reconciles may run after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 #[derive(Clone)]
 struct Health {
     metrics: Arc<Metrics>,
@@ -274,8 +277,17 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         };
+        // After SIGTERM the controllers get a bounded grace period to finish their
+        // in-flight reconciles; the process must not outlive terminationGracePeriod.
+        let grace = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
         tokio::select! {
             () = run_controllers(client.clone(), args.namespace.clone(), args.concurrency, ctx, controllers_stop.clone()) => {}
+            () = grace => {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "controllers did not stop within the grace period; exiting");
+            }
             () = renew => {
                 tracing::error!("lost the leader lease; stopping");
                 lost_lease = true;

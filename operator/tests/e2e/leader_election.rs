@@ -40,7 +40,16 @@ impl Operator {
             .expect("kill")
             .success();
         assert!(ok, "cannot signal the operator");
-        self.0.wait().expect("wait")
+        // A clean stop takes well under the 10 s grace period; give it 30 s before
+        // declaring the process stuck (and never hang the suite).
+        for _ in 0..300 {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        panic!("operator did not exit within 30 s of SIGTERM");
     }
 }
 
