@@ -41,8 +41,9 @@ up: cluster-up build-operator install-crds ## bring up the local cluster, run th
 	$(KUBECTL) apply -n $(DEMO_NS) -k config/samples
 	e2e/show-status.sh $(DEMO_NS)
 
-down: ## stop the operator and the local cluster (state is kept; cluster-clean wipes it)
+down: ## stop the operator, the node agent and the local cluster (state is kept; cluster-clean wipes it)
 	-e2e/down-operator.sh "$(OPERATOR_STATE)"
+	-$(NODE_AGENT_DIR)/down.sh "$(NODE_AGENT_STATE)"
 	$(MAKE) cluster-down
 
 # ---------------------------------------------------------------- build
@@ -92,6 +93,8 @@ test-unit: ## operator and shared-crate unit tests (no cluster)
 	$(CARGO) test -p modelhub-operator -p modelhub-telemetry
 
 test-operator-e2e: cluster-up ## operator e2e tests against the real local control plane
+	-e2e/down-operator.sh "$(OPERATOR_STATE)"  # a `make up` operator or agent would compete with the tests
+	-$(NODE_AGENT_DIR)/down.sh "$(NODE_AGENT_STATE)"
 	KUBECTL=$(KUBECTL) HELM=$(HELM) CARGO=$(CARGO) e2e/operator-e2e.sh
 
 .PHONY: bench bench-operator
