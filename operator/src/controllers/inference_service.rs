@@ -7,12 +7,11 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, Observed};
 use super::vector_collection::rolled_out;
-use super::{Context, Error, apply, instrumented, patch_status};
+use super::{Context, Error, apply, instrumented, patch_status, publish_transitions};
 use crate::api::{InferenceService, InferenceServiceStatus, condition_type};
 use crate::builders::common::{selector_labels, selector_string};
 use crate::builders::inference_service::{self as build, HTTP_PORT, WORKLOAD};
@@ -34,21 +33,13 @@ async fn reconcile_inner(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Resu
 
     let previous = isvc.status.clone().unwrap_or_default();
     let status = compute_status(&isvc, &sts, Timestamp::now());
-    for c in conditions::transitions(&previous.conditions, &status.conditions) {
-        let type_ = if c.type_ == condition_type::DEGRADED && c.status == "True" {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.publish(
-            isvc.as_ref(),
-            type_,
-            &c.reason,
-            "Reconcile",
-            format!("{} is {}: {}", c.type_, c.status, c.message),
-        )
-        .await;
-    }
+    publish_transitions(
+        &ctx,
+        isvc.as_ref(),
+        &previous.conditions,
+        &status.conditions,
+    )
+    .await;
     if status != previous {
         patch_status(client, isvc.as_ref(), &status).await?;
     }

@@ -97,6 +97,25 @@ impl Context {
     }
 }
 
+/// Publishes one Event per condition whose status changed between `before` and
+/// `after`: Warning when a resource becomes Degraded, Normal otherwise.
+pub async fn publish_transitions<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    before: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    after: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) {
+    for c in conditions::transitions(before, after) {
+        let type_ = if c.type_ == crate::api::condition_type::DEGRADED && c.status == "True" {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let note = format!("{} is {}: {}", c.type_, c.status, c.message);
+        ctx.publish(obj, type_, &c.reason, "Reconcile", note).await;
+    }
+}
+
 /// Exponential per-object requeue delay after failed reconciles: 1 s, 2 s, 4 s, ... 5 min.
 #[derive(Default)]
 struct Backoff {

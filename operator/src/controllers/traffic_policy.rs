@@ -12,11 +12,10 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, Observed};
-use super::{Context, Error, apply, instrumented, patch_status};
+use super::{Context, Error, apply, instrumented, patch_status, publish_transitions};
 use crate::api::{
     BackendWeight, InferenceService, RolloutPhase, TrafficPolicy, TrafficPolicySpec,
     TrafficPolicyStatus, condition_type,
@@ -50,21 +49,7 @@ async fn reconcile_inner(tp: Arc<TrafficPolicy>, ctx: Arc<Context>) -> Result<Ac
 
     let previous = tp.status.clone().unwrap_or_default();
     let status = compute_status(&tp, &deployment, &missing, Timestamp::now());
-    for c in conditions::transitions(&previous.conditions, &status.conditions) {
-        let type_ = if c.type_ == condition_type::DEGRADED && c.status == "True" {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.publish(
-            tp.as_ref(),
-            type_,
-            &c.reason,
-            "Reconcile",
-            format!("{} is {}: {}", c.type_, c.status, c.message),
-        )
-        .await;
-    }
+    publish_transitions(&ctx, tp.as_ref(), &previous.conditions, &status.conditions).await;
     if status != previous {
         patch_status(client, tp.as_ref(), &status).await?;
     }

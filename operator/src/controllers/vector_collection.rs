@@ -13,7 +13,7 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, Observed};
-use super::{Context, Error, apply, instrumented, names, patch_status, prune};
+use super::{Context, Error, apply, instrumented, names, patch_status, prune, publish_transitions};
 use crate::api::{ShardStatus, VectorCollection, VectorCollectionStatus, condition_type};
 use crate::builders::common::{selector_labels, selector_string};
 use crate::builders::vector_collection::{self as build, HTTP_PORT, WORKLOAD};
@@ -69,21 +69,7 @@ async fn reconcile_inner(vc: Arc<VectorCollection>, ctx: Arc<Context>) -> Result
 
     let previous = vc.status.clone().unwrap_or_default();
     let status = compute_status(&vc, &statefulsets, Timestamp::now());
-    for c in conditions::transitions(&previous.conditions, &status.conditions) {
-        let type_ = if c.type_ == condition_type::DEGRADED && c.status == "True" {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        ctx.publish(
-            vc.as_ref(),
-            type_,
-            &c.reason,
-            "Reconcile",
-            format!("{} is {}: {}", c.type_, c.status, c.message),
-        )
-        .await;
-    }
+    publish_transitions(&ctx, vc.as_ref(), &previous.conditions, &status.conditions).await;
     if status != previous {
         patch_status(client, vc.as_ref(), &status).await?;
     }
