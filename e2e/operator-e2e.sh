@@ -86,6 +86,9 @@ if ! wait "$operator_pid"; then
   echo "operator did not shut down cleanly:" >&2; tail -30 "$log" >&2; status=1
 fi
 trap - EXIT
+# The test namespaces go (in the background): a node agent started later must not run
+# their pods.
+"$KUBECTL" delete namespace -l modelhub.io/e2e=true --wait=false >/dev/null 2>&1 || true
 if [ "$status" -ne 0 ]; then
   echo "--- operator log (tail) ---" >&2; tail -40 "$log" >&2
 fi
