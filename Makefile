@@ -35,9 +35,13 @@ TARGET_DIR        = $(shell $(CARGO) metadata --format-version 1 --no-deps | $(P
 
 # ---------------------------------------------------------------- newcomer entry points
 .PHONY: up down
-up: cluster-up build-operator install-crds ## bring up the local cluster, run the operator, apply the samples, show their status
+up: cluster-up build-operator build-node-agent install-crds ort-lib minilm-assets ## bring up the local cluster, operator and node agent, apply the samples, show their status
+	$(CARGO) build -p tinyinfer --bins
+	cp -f $(ORT_LIB) $(TARGET_DIR)/debug/libonnxruntime.so  # tinyinfer finds ONNX Runtime beside its binary
 	e2e/up-operator.sh "$(TARGET_DIR)/debug/modelhub-operator" "$(OPERATOR_STATE)" "$(OPERATOR_METRICS)"
+	$(NODE_AGENT_DIR)/up.sh "$(TARGET_DIR)/debug" "$(NODE_AGENT_STATE)" $(NODE_AGENT_ARGS)
 	$(KUBECTL) create namespace $(DEMO_NS) --dry-run=client -o yaml | $(KUBECTL) apply -f - >/dev/null
+	e2e/seed-models.sh $(DEMO_NS) "$(MINILM_DIR)" "$(NODE_AGENT_STATE)"
 	$(KUBECTL) apply -n $(DEMO_NS) -k config/samples
 	e2e/show-status.sh $(DEMO_NS)
 
