@@ -39,7 +39,9 @@ up: cluster-up build-operator build-node-agent install-crds ort-lib minilm-asset
 	$(CARGO) build -p tinyinfer --bins
 	cp -f $(ORT_LIB) $(TARGET_DIR)/debug/libonnxruntime.so  # tinyinfer finds ONNX Runtime beside its binary
 	e2e/up-operator.sh "$(TARGET_DIR)/debug/modelhub-operator" "$(OPERATOR_STATE)" "$(OPERATOR_METRICS)"
-	$(NODE_AGENT_DIR)/up.sh "$(TARGET_DIR)/debug" "$(NODE_AGENT_STATE)" $(NODE_AGENT_ARGS)
+	# The demo agent serves only the demo namespace, so it never runs (and strands) the
+	# pods of test namespaces; NODE_AGENT_ARGS adds flags.
+	$(NODE_AGENT_DIR)/up.sh "$(TARGET_DIR)/debug" "$(NODE_AGENT_STATE)" --namespace-prefix $(DEMO_NS) $(NODE_AGENT_ARGS)
 	$(KUBECTL) create namespace $(DEMO_NS) --dry-run=client -o yaml | $(KUBECTL) apply -f - >/dev/null
 	e2e/seed-models.sh $(DEMO_NS) "$(MINILM_DIR)" "$(NODE_AGENT_STATE)"
 	$(KUBECTL) apply -n $(DEMO_NS) -k config/samples
