@@ -30,6 +30,22 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
+/// Resources of `api` whose status describes their current generation.
+async fn settled_count<K>(
+    api: &Api<K>,
+    observed: impl Fn(&K) -> Option<i64>,
+) -> anyhow::Result<usize>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let list = api.list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|o| observed(o) == o.meta().generation)
+        .count())
+}
+
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -162,34 +178,18 @@ async fn main() -> anyhow::Result<()> {
     // Wait until every resource's status describes its generation.
     let deadline = Instant::now() + Duration::from_secs(600);
     let settled_in = loop {
-        let lp = ListParams::default();
-        let settled = vcs
-            .list(&lp)
-            .await?
-            .items
-            .iter()
-            .filter(|o| {
-                o.status.as_ref().and_then(|s| s.observed_generation) == o.metadata.generation
+        let settled = settled_count(&vcs, |o| {
+            o.status.as_ref().and_then(|s| s.observed_generation)
+        })
+        .await?
+            + settled_count(&isvcs, |o| {
+                o.status.as_ref().and_then(|s| s.observed_generation)
             })
-            .count()
-            + isvcs
-                .list(&lp)
-                .await?
-                .items
-                .iter()
-                .filter(|o| {
-                    o.status.as_ref().and_then(|s| s.observed_generation) == o.metadata.generation
-                })
-                .count()
-            + tps
-                .list(&lp)
-                .await?
-                .items
-                .iter()
-                .filter(|o| {
-                    o.status.as_ref().and_then(|s| s.observed_generation) == o.metadata.generation
-                })
-                .count();
+            .await?
+            + settled_count(&tps, |o| {
+                o.status.as_ref().and_then(|s| s.observed_generation)
+            })
+            .await?;
         if settled == count {
             break started.elapsed();
         }
