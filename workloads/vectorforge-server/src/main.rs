@@ -1,0 +1,260 @@
+//! The `vectorforge` binary: flags and env (the operator's workload contract) into a
+//! server configuration, then [`vectorforge_server::server::run`] until SIGTERM.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use vectorforge::{HnswConfig, PayloadSchemaType, SyncPolicy};
+use vectorforge_server::params::{VectorParams, parse_distance};
+use vectorforge_server::server::{Bootstrap, ServerConfig};
+
+/// vectorforge: vector database server with a Qdrant-compatible REST API and a gRPC API.
+#[derive(Parser, Debug)]
+#[command(name = "vectorforge", version)]
+struct Cli {
+    /// Where collections, WALs and snapshots live.
+    #[arg(long, env = "VECTORFORGE_DATA_DIR", default_value = "/data")]
+    data_dir: PathBuf,
+    /// Address both servers bind to.
+    #[arg(
+        long,
+        alias = "bind",
+        env = "VECTORFORGE_HOST",
+        default_value = "0.0.0.0"
+    )]
+    host: IpAddr,
+    #[arg(long, env = "VECTORFORGE_HTTP_PORT", default_value_t = 6333)]
+    http_port: u16,
+    #[arg(long, env = "VECTORFORGE_GRPC_PORT", default_value_t = 6334)]
+    grpc_port: u16,
+    /// Key every request must present (`api-key` header or `Authorization: Bearer`);
+    /// health and metrics stay open. Empty: no authentication.
+    #[arg(long, env = "VECTORFORGE_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// When the WAL is fsynced: before every acknowledgement, or on an interval.
+    #[arg(long, env = "VECTORFORGE_WAL_SYNC", default_value = "always", value_parser = ["always", "interval"])]
+    wal_sync: String,
+    /// Interval of `--wal-sync=interval`, e.g. `100ms`, `1s`.
+    #[arg(long, env = "VECTORFORGE_WAL_SYNC_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    wal_sync_interval: Duration,
+    /// Largest REST request body in bytes (larger: 413).
+    #[arg(long, env = "VECTORFORGE_MAX_REQUEST_BYTES", default_value_t = 32 << 20)]
+    max_request_bytes: usize,
+    /// Largest snapshot upload in bytes.
+    #[arg(long, env = "VECTORFORGE_MAX_UPLOAD_BYTES", default_value_t = 64 << 30)]
+    max_upload_bytes: usize,
+    /// Default per-request time limit (`?timeout=` overrides it per request).
+    #[arg(long, env = "VECTORFORGE_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    request_timeout: Duration,
+    /// Snapshot a collection (bounding WAL replay on restart) after this many operations.
+    #[arg(long, env = "VECTORFORGE_SNAPSHOT_EVERY_OPS", default_value_t = 10_000)]
+    snapshot_every_ops: u64,
+    /// Collection to create at start (with --dimension and --distance) if missing.
+    #[arg(long, env = "VECTORFORGE_COLLECTION")]
+    collection: Option<String>,
+    #[arg(long, requires = "collection")]
+    dimension: Option<usize>,
+    #[arg(long, default_value = "Cosine")]
+    distance: String,
+    /// HNSW defaults of new collections.
+    #[arg(long, default_value_t = 16)]
+    hnsw_m: usize,
+    #[arg(long, default_value_t = 200)]
+    hnsw_ef_construct: usize,
+    #[arg(long, default_value_t = 128)]
+    hnsw_ef: usize,
+    /// Payload index of the start collection as `field=type`; repeatable.
+    #[arg(long = "payload-index")]
+    payload_indexes: Vec<String>,
+    /// Vector quantization of the start collection: only `none` is implemented.
+    #[arg(long, default_value = "none")]
+    quantization: String,
+    /// Distribution flags of the workload contract (shard index and count, replicas,
+    /// Raft port, peer label selector, snapshot schedule and retention). This server
+    /// is single-node: they are accepted and logged; sharding and Raft replication
+    /// arrive with the distribution issue.
+    #[arg(long)]
+    shard: Option<u32>,
+    #[arg(long)]
+    shards: Option<u32>,
+    #[arg(long)]
+    replicas: Option<u32>,
+    #[arg(long)]
+    raft_port: Option<u16>,
+    #[arg(long)]
+    peer_selector: Option<String>,
+    #[arg(long)]
+    snapshot_schedule: Option<String>,
+    #[arg(long)]
+    snapshot_retention: Option<u32>,
+    /// Log format: text or json.
+    #[arg(long, env = "VECTORFORGE_LOG_FORMAT", default_value = "text")]
+    log_format: modelhub_telemetry::LogFormat,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((s, "s"), |i| s.split_at(i));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a duration like 100ms, 5s, 1m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m)")),
+    }
+}
+
+fn config(cli: &Cli) -> anyhow::Result<ServerConfig> {
+    let sync = match cli.wal_sync.as_str() {
+        "interval" => SyncPolicy::Interval {
+            millis: u64::try_from(cli.wal_sync_interval.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        },
+        _ => SyncPolicy::Always,
+    };
+    let hnsw = HnswConfig {
+        m: cli.hnsw_m,
+        ef_construct: cli.hnsw_ef_construct,
+        ef: cli.hnsw_ef,
+        ..HnswConfig::default()
+    };
+    if cli.quantization != "none" {
+        anyhow::bail!(
+            "--quantization={}: vectorforge does not implement quantization yet; use none",
+            cli.quantization
+        );
+    }
+    let bootstrap = match (&cli.collection, cli.dimension) {
+        (Some(name), Some(size)) => {
+            let distance =
+                parse_distance(&cli.distance).map_err(|e| anyhow::anyhow!("--distance: {e}"))?;
+            let mut payload_indexes = Vec::new();
+            for spec in &cli.payload_indexes {
+                let (field, kind) = spec.split_once('=').ok_or_else(|| {
+                    anyhow::anyhow!("--payload-index={spec}: expected field=type")
+                })?;
+                let kind =
+                    PayloadSchemaType::from_json(&serde_json::Value::String(kind.to_string()))
+                        .map_err(|e| anyhow::anyhow!("--payload-index={spec}: {e}"))?;
+                payload_indexes.push((field.to_string(), kind));
+            }
+            Some(Bootstrap {
+                name: name.clone(),
+                vector: VectorParams {
+                    size,
+                    distance,
+                    hnsw_config: None,
+                    on_disk: None,
+                },
+                payload_indexes,
+            })
+        }
+        (Some(_), None) => anyhow::bail!("--collection needs --dimension"),
+        _ => None,
+    };
+    Ok(ServerConfig {
+        data_dir: cli.data_dir.clone(),
+        http_addr: SocketAddr::new(cli.host, cli.http_port),
+        grpc_addr: SocketAddr::new(cli.host, cli.grpc_port),
+        api_key: cli.api_key.clone(),
+        sync,
+        hnsw,
+        max_body_bytes: cli.max_request_bytes,
+        max_upload_bytes: cli.max_upload_bytes,
+        request_timeout: cli.request_timeout,
+        snapshot_every_ops: cli.snapshot_every_ops.max(1),
+        bootstrap,
+    })
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vectorforge: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let _telemetry = match modelhub_telemetry::init("vectorforge", cli.log_format) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("vectorforge: cannot set up telemetry: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        if cli.shards.is_some_and(|n| n > 1) || cli.replicas.is_some_and(|n| n > 1) {
+            tracing::warn!(shard = ?cli.shard, shards = ?cli.shards, replicas = ?cli.replicas, "this vectorforge build serves a single node: sharding and replication are not implemented yet");
+        }
+        tracing::debug!(raft_port = ?cli.raft_port, peer_selector = ?cli.peer_selector, snapshot_schedule = ?cli.snapshot_schedule, snapshot_retention = ?cli.snapshot_retention, "distribution flags");
+        let result = match config(&cli) {
+            Ok(cfg) => vectorforge_server::server::run(cfg).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "vectorforge stopped");
+                std::process::ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
+        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("1h").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn the_operator_contract_parses() {
+        let cli = Cli::try_parse_from([
+            "vectorforge",
+            "--collection=docs",
+            "--shard=0",
+            "--shards=1",
+            "--replicas=3",
+            "--dimension=384",
+            "--distance=Cosine",
+            "--hnsw-m=16",
+            "--hnsw-ef-construct=128",
+            "--hnsw-ef=64",
+            "--quantization=none",
+            "--data-dir=/data",
+            "--http-port=6333",
+            "--grpc-port=6334",
+            "--raft-port=6335",
+            "--wal-sync=interval",
+            "--wal-sync-interval=100ms",
+            "--snapshot-retention=3",
+            "--peer-selector=a=b,c=d",
+            "--payload-index=lang=keyword",
+        ])
+        .unwrap();
+        let cfg = config(&cli).unwrap();
+        assert_eq!(cfg.sync, SyncPolicy::Interval { millis: 100 });
+        let b = cfg.bootstrap.unwrap();
+        assert_eq!((b.name.as_str(), b.vector.size), ("docs", 384));
+        assert_eq!(
+            b.payload_indexes,
+            vec![("lang".to_string(), PayloadSchemaType::Keyword)]
+        );
+        assert_eq!(cfg.hnsw.ef, 64);
+    }
+}

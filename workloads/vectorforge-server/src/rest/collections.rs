@@ -1,0 +1,315 @@
+//! Collection routes: list, get (Qdrant's CollectionInfo), exists, create, update,
+//! delete, and payload index create / delete.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use serde_json::{Value, json};
+use vectorforge::{HnswConfig, PayloadSchemaType, SyncPolicy};
+
+use super::{AppState, Body, Reply, blocking, reply, update_result};
+use crate::collection::Write;
+use crate::error::{ApiError, ApiResult};
+use crate::params::{CollectionParams, HnswDiff, parse_vectors};
+
+pub async fn list(State(st): State<AppState>) -> ApiResult<Reply> {
+    let names: Vec<Value> = st
+        .registry
+        .names()
+        .into_iter()
+        .map(|n| json!({"name": n}))
+        .collect();
+    reply(json!({"collections": names}))
+}
+
+pub async fn exists(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Reply> {
+    reply(json!({"exists": st.registry.exists(&name)}))
+}
+
+fn schema_name(k: PayloadSchemaType) -> &'static str {
+    match k {
+        PayloadSchemaType::Keyword => "keyword",
+        PayloadSchemaType::Integer => "integer",
+        PayloadSchemaType::Float => "float",
+        PayloadSchemaType::Bool => "bool",
+        PayloadSchemaType::Datetime => "datetime",
+        PayloadSchemaType::Uuid => "uuid",
+    }
+}
+
+pub async fn get_one(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Reply> {
+    let c = st.registry.get(&name)?;
+    let (info, p) = blocking(move || Ok((c.info(), c.params()))).await?;
+    let mut optimizer = json!({
+        "deleted_threshold": 0.2,
+        "vacuum_min_vector_number": 1000,
+        "default_segment_number": 0,
+        "max_segment_size": null,
+        "memmap_threshold": null,
+        "indexing_threshold": 0,
+        "flush_interval_sec": 5,
+        "max_optimization_threads": null,
+    });
+    if let (Some(Value::Object(given)), Value::Object(o)) = (&p.optimizers_config, &mut optimizer) {
+        for (k, v) in given {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    let schema: serde_json::Map<String, Value> = info
+        .payload_schema
+        .iter()
+        .map(|(k, t, n)| {
+            (
+                k.clone(),
+                json!({"data_type": schema_name(*t), "params": null, "points": n}),
+            )
+        })
+        .collect();
+    reply(json!({
+        "status": if info.all_indexed { "green" } else { "yellow" },
+        "optimizer_status": "ok",
+        "indexed_vectors_count": info.indexed_vectors,
+        "points_count": info.points,
+        "segments_count": p.vectors.len(),
+        "config": {
+            "params": {
+                "vectors": p.vectors_json(),
+                "shard_number": 1,
+                "replication_factor": 1,
+                "write_consistency_factor": 1,
+                "on_disk_payload": false,
+            },
+            "hnsw_config": {
+                "m": p.hnsw.m,
+                "ef_construct": p.hnsw.ef_construct,
+                "full_scan_threshold": p.hnsw.full_scan_threshold,
+                "max_indexing_threads": 0,
+                "on_disk": false,
+            },
+            "optimizer_config": optimizer,
+            "wal_config": {"wal_capacity_mb": 64, "wal_segments_ahead": 0, "wal_retain_closed": 1},
+            "quantization_config": null,
+            "strict_mode_config": null,
+            "metadata": p.metadata,
+        },
+        "payload_schema": schema,
+    }))
+}
+
+fn unsupported(body: &Value, field: &str, why: &str) -> ApiResult<()> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Object(o)) if o.is_empty() => Ok(()),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "Wrong input: {field}: {why}"
+        ))),
+    }
+}
+
+fn object_field(body: &Value, field: &str) -> ApiResult<Option<serde_json::Map<String, Value>>> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(o)) => Ok(Some(o.clone())),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "Wrong input: {field}: expected an object, got {other}"
+        ))),
+    }
+}
+
+/// Builds the stored params from a Qdrant CreateCollection body.
+fn params_from(
+    body: &Value,
+    default_sync: SyncPolicy,
+    default_hnsw: &HnswConfig,
+) -> ApiResult<CollectionParams> {
+    let vectors = parse_vectors(
+        body.get("vectors")
+            .ok_or_else(|| ApiError::bad_request("Wrong input: vectors: field is required"))?,
+    )?;
+    unsupported(
+        body,
+        "sparse_vectors",
+        "sparse vectors are not supported by vectorforge",
+    )?;
+    unsupported(
+        body,
+        "quantization_config",
+        "quantization is configured on the VectorCollection, not per request",
+    )?;
+    unsupported(
+        body,
+        "init_from",
+        "init_from is not supported; restore a snapshot instead",
+    )?;
+    for (field, max) in [("shard_number", 1), ("replication_factor", 1)] {
+        if let Some(n) = body.get(field).and_then(Value::as_u64)
+            && n > max
+        {
+            return Err(ApiError::bad_request(format!(
+                "Wrong input: {field} = {n}: shards and replicas are set on the VectorCollection resource, a vectorforge server holds one"
+            )));
+        }
+    }
+    let mut hnsw = default_hnsw.clone();
+    if let Some(h) = body.get("hnsw_config").filter(|v| !v.is_null()) {
+        let diff: HnswDiff = serde_json::from_value(h.clone())
+            .map_err(|e| ApiError::bad_request(format!("Wrong input: hnsw_config: {e}")))?;
+        if let Some(m) = diff.m {
+            hnsw.m = m;
+        }
+        if let Some(e) = diff.ef_construct {
+            hnsw.ef_construct = e;
+        }
+        if let Some(t) = diff.full_scan_threshold {
+            hnsw.full_scan_threshold = t;
+        }
+        if let Some(e) = diff.ef {
+            hnsw.ef = e;
+        }
+    }
+    Ok(CollectionParams {
+        vectors,
+        hnsw,
+        sync: default_sync,
+        optimizers_config: object_field(body, "optimizers_config")?.map(Value::Object),
+        metadata: object_field(body, "metadata")?,
+        created_at: chrono::Utc::now().to_rfc3339(),
+    })
+}
+
+pub async fn create(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Body(body): Body<Value>,
+) -> ApiResult<Reply> {
+    let params = params_from(&body, st.defaults.sync, &st.defaults.hnsw)?;
+    let reg = st.registry.clone();
+    blocking(move || reg.create(&name, params).map(drop)).await?;
+    reply(true)
+}
+
+pub async fn update(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Body(body): Body<Value>,
+) -> ApiResult<Reply> {
+    let c = st.registry.get(&name)?;
+    unsupported(
+        &body,
+        "vectors",
+        "vector params of an existing collection cannot change",
+    )?;
+    unsupported(
+        &body,
+        "hnsw_config",
+        "HNSW params of an existing collection cannot change",
+    )?;
+    unsupported(
+        &body,
+        "quantization_config",
+        "quantization is configured on the VectorCollection",
+    )?;
+    unsupported(
+        &body,
+        "sparse_vectors",
+        "sparse vectors are not supported by vectorforge",
+    )?;
+    let optimizers = object_field(&body, "optimizers_config")?;
+    let metadata = object_field(&body, "metadata")?;
+    blocking(move || {
+        c.update_params(|p| {
+            if let Some(o) = optimizers {
+                let mut cur = match p.optimizers_config.take() {
+                    Some(Value::Object(m)) => m,
+                    _ => serde_json::Map::new(),
+                };
+                cur.extend(o);
+                p.optimizers_config = Some(Value::Object(cur));
+            }
+            if let Some(m) = metadata {
+                p.metadata.get_or_insert_with(Default::default).extend(m);
+            }
+            Ok(())
+        })
+    })
+    .await?;
+    reply(true)
+}
+
+pub async fn delete(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Reply> {
+    let reg = st.registry.clone();
+    let existed = blocking(move || reg.delete(&name)).await?;
+    reply(existed)
+}
+
+fn wait_param(q: &HashMap<String, String>) -> bool {
+    q.get("wait").is_some_and(|w| w == "true")
+}
+
+pub async fn create_index(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    Body(body): Body<Value>,
+) -> ApiResult<Reply> {
+    let c = st.registry.get(&name)?;
+    let key = body
+        .get("field_name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::bad_request("Wrong input: field_name: expected a string"))?
+        .to_string();
+    let schema = body
+        .get("field_schema")
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| ApiError::bad_request("Wrong input: field_schema is required (keyword, integer, float, bool, datetime or uuid)"))?;
+    let kind = PayloadSchemaType::from_json(schema)
+        .map_err(|e| ApiError::bad_request(format!("Wrong input: {e}")))?;
+    let seq = blocking(move || c.write(Write::CreateIndex { key, kind })).await?;
+    reply(update_result(seq, wait_param(&q)))
+}
+
+pub async fn delete_index(
+    State(st): State<AppState>,
+    Path((name, field)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Reply> {
+    let c = st.registry.get(&name)?;
+    let seq = blocking(move || c.write(Write::DropIndex { key: field })).await?;
+    reply(update_result(seq, wait_param(&q)))
+}
+
+pub(super) fn wait_of(q: &HashMap<String, String>) -> bool {
+    wait_param(q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_bodies_map_to_params_and_unsupported_features_are_refused() {
+        let h = HnswConfig::default();
+        let p = params_from(
+            &json!({"vectors": {"size": 4, "distance": "Dot"}, "hnsw_config": {"m": 32}, "optimizers_config": {"indexing_threshold": 0}}),
+            SyncPolicy::Always,
+            &h,
+        )
+        .unwrap();
+        assert_eq!(p.hnsw.m, 32);
+        assert!(p.is_unnamed());
+        for bad in [
+            json!({}),
+            json!({"vectors": {"size": 4, "distance": "Dot"}, "sparse_vectors": {"s": {}}}),
+            json!({"vectors": {"size": 4, "distance": "Dot"}, "shard_number": 3}),
+            json!({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"scalar": {"type": "int8"}}}),
+        ] {
+            assert_eq!(
+                params_from(&bad, SyncPolicy::Always, &h)
+                    .unwrap_err()
+                    .status,
+                400,
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! Search routes: the universal `points/query` (nearest to a vector or to a stored
+//! point, in any named vector space) and its batch form, plus the legacy
+//! `points/search` and `points/search/batch`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+use vectorforge::{PointId, SearchRequest};
+
+use super::models::{self, PayloadSelector};
+use super::{AppState, Body, Reply, blocking, reply};
+use crate::collection::{PointOut, PointsCollection, VectorSelection};
+use crate::error::{ApiError, ApiResult};
+
+/// Most results one search may ask for (limit + offset).
+const MAX_RESULTS: usize = 100_000;
+
+/// What to search near.
+#[derive(Clone, Debug, PartialEq)]
+enum Target {
+    Vector(Vec<f32>),
+    Point(PointId),
+    /// No query: points in id order (Qdrant returns them unscored).
+    None,
+}
+
+/// One search, parsed from either request shape.
+#[derive(Clone, Debug)]
+struct Plan {
+    target: Target,
+    using: String,
+    req: SearchRequest,
+    payload: PayloadSelector,
+    vectors: VectorSelection,
+}
+
+fn usize_field(body: &Value, field: &str, default: usize) -> ApiResult<usize> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "Wrong input: {field}: expected a non-negative integer"
+                ))
+            }),
+    }
+}
+
+fn common(
+    body: &Value,
+    target: Target,
+    using: String,
+    default_limit: Option<usize>,
+) -> ApiResult<Plan> {
+    let limit = match default_limit {
+        Some(d) => usize_field(body, "limit", d)?,
+        None => usize_field(body, "limit", usize::MAX).and_then(|l| {
+            if l == usize::MAX {
+                Err(ApiError::bad_request("Wrong input: limit is required"))
+            } else {
+                Ok(l)
+            }
+        })?,
+    };
+    let offset = usize_field(body, "offset", 0)?;
+    if limit.saturating_add(offset) > MAX_RESULTS {
+        return Err(ApiError::bad_request(format!(
+            "Wrong input: limit + offset must not exceed {MAX_RESULTS}"
+        )));
+    }
+    let params = body.get("params").filter(|p| !p.is_null());
+    let ef = match params.and_then(|p| p.get("hnsw_ef")) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| (1..=MAX_RESULTS).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "Wrong input: params.hnsw_ef: expected an integer in 1..=100000",
+                    )
+                })?,
+        ),
+    };
+    let exact = params
+        .and_then(|p| p.get("exact"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let score_threshold = match body.get("score_threshold") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_f64().ok_or_else(|| {
+            ApiError::bad_request("Wrong input: score_threshold: expected a number")
+        })? as f32),
+    };
+    let payload = PayloadSelector::parse(body.get("with_payload"), false)?;
+    let vectors = models::vector_selection(body.get("with_vector").or(body.get("with_vectors")))?;
+    Ok(Plan {
+        target,
+        using,
+        req: SearchRequest {
+            vector: Vec::new(),
+            filter: models::filter(body.get("filter"))?,
+            limit,
+            offset,
+            ef,
+            exact,
+            score_threshold,
+            with_payload: payload.wanted(),
+            with_vector: false,
+        },
+        payload,
+        vectors,
+    })
+}
+
+/// A legacy SearchRequest: `vector` is an array or `{"name", "vector"}`.
+fn search_plan(body: &Value) -> ApiResult<Plan> {
+    let v = body
+        .get("vector")
+        .ok_or_else(|| ApiError::bad_request("Wrong input: vector is required"))?;
+    let (using, vector) = match v {
+        Value::Object(o) if o.contains_key("name") => (
+            o.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            models::dense(o.get("vector").unwrap_or(&Value::Null), "vector")?,
+        ),
+        other => (String::new(), models::dense(other, "vector")?),
+    };
+    common(body, Target::Vector(vector), using, None)
+}
+
+/// A QueryRequest: `query` is a vector, a point id, or `{"nearest": either}`.
+fn query_plan(body: &Value) -> ApiResult<Plan> {
+    for field in ["prefetch", "lookup_from"] {
+        if body
+            .get(field)
+            .is_some_and(|v| !v.is_null() && v != &json!([]))
+        {
+            return Err(ApiError::bad_request(format!(
+                "Wrong input: {field} is not supported by vectorforge"
+            )));
+        }
+    }
+    let target = match body.get("query") {
+        None | Some(Value::Null) => Target::None,
+        Some(q) => {
+            let q = match q {
+                Value::Object(o) if o.contains_key("nearest") => &o["nearest"],
+                Value::Object(o) => {
+                    let kind = o.keys().next().cloned().unwrap_or_default();
+                    return Err(ApiError::bad_request(format!(
+                        "Wrong input: query type {kind:?} is not supported by vectorforge (supported: a vector, a point id, nearest)"
+                    )));
+                }
+                other => other,
+            };
+            match q {
+                Value::Array(_) => Target::Vector(models::dense(q, "query")?),
+                Value::Number(_) | Value::String(_) => Target::Point(models::point_id(q)?),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "Wrong input: query.nearest: expected a vector or a point id",
+                    ));
+                }
+            }
+        }
+    };
+    let using = body
+        .get("using")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    common(body, target, using, Some(10))
+}
+
+/// Runs one plan against a collection (blocking).
+fn run(c: &PointsCollection, mut plan: Plan) -> ApiResult<Vec<PointOut>> {
+    let exclude = match &plan.target {
+        Target::Vector(v) => {
+            plan.req.vector = v.clone();
+            None
+        }
+        Target::Point(id) => {
+            let engine = c.engine(&plan.using)?;
+            let rec = engine
+                .retrieve(&[*id], false, true)
+                .pop()
+                .and_then(|r| r.vector)
+                .ok_or_else(|| {
+                    ApiError::not_found(format!("Not found: No point with id {id} found"))
+                })?;
+            plan.req.vector = rec;
+            plan.req.limit = plan.req.limit.saturating_add(1);
+            Some(*id)
+        }
+        Target::None => {
+            // no query: points in id order, like scroll (offset counts points)
+            let take = plan.req.offset.saturating_add(plan.req.limit);
+            let (points, _) = c.scroll(
+                plan.req.filter.clone(),
+                take.max(1),
+                None,
+                plan.req.with_payload,
+                &plan.vectors,
+            )?;
+            return Ok(points
+                .into_iter()
+                .skip(plan.req.offset)
+                .take(plan.req.limit)
+                .map(|p| PointOut {
+                    score: Some(0.0),
+                    ..p
+                })
+                .collect());
+        }
+    };
+    let limit = plan.req.limit;
+    let mut hits = c.search(&plan.using, &plan.req, &plan.vectors)?;
+    if let Some(id) = exclude {
+        hits.retain(|h| h.id != id);
+        hits.truncate(limit.saturating_sub(1));
+    }
+    Ok(hits)
+}
+
+async fn run_all(
+    st: &AppState,
+    name: &str,
+    plans: Vec<Plan>,
+) -> ApiResult<Vec<(Vec<PointOut>, PayloadSelector)>> {
+    let c: Arc<PointsCollection> = st.registry.get(name)?;
+    blocking(move || {
+        plans
+            .into_iter()
+            .map(|p| {
+                let sel = p.payload.clone();
+                run(&c, p).map(|hits| (hits, sel))
+            })
+            .collect()
+    })
+    .await
+}
+
+fn scored(hits: Vec<PointOut>, sel: &PayloadSelector) -> Vec<Value> {
+    hits.into_iter()
+        .map(|p| models::scored_json(p, sel))
+        .collect()
+}
+
+fn batch_of(body: &Value) -> ApiResult<&Vec<Value>> {
+    body.get("searches")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::bad_request("Wrong input: searches: expected a list of requests"))
+}
+
+pub async fn search(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Body(body): Body<Value>,
+) -> ApiResult<Reply> {
+    let plan = search_plan(&body)?;
+    let mut out = run_all(&st, &name, vec![plan]).await?;
+    let (hits, sel) = out.pop().unwrap_or_default();
+    reply(scored(hits, &sel))
+}
+
+pub async fn search_batch(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Body(body): Body<Value>,
+) -> ApiResult<Reply> {
+    let plans = batch_of(&body)?
+        .iter()
+        .map(search_plan)
+        .collect::<ApiResult<Vec<_>>>()?;
+    let out = run_all(&st, &name, plans).await?;
+    reply(
+        out.into_iter()
+            .map(|(h, s)| scored(h, &s))
+            .collect::<Vec<_>>(),
+    )
+}
+
+pub async fn query(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Body(body): Body<Value>,
+) -> ApiResult<Reply> {
+    let plan = query_plan(&body)?;
+    let mut out = run_all(&st, &name, vec![plan]).await?;
+    let (hits, sel) = out.pop().unwrap_or_default();
+    reply(json!({"points": scored(hits, &sel)}))
+}
+
+pub async fn query_batch(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    Body(body): Body<Value>,
+) -> ApiResult<Reply> {
+    let plans = batch_of(&body)?
+        .iter()
+        .map(query_plan)
+        .collect::<ApiResult<Vec<_>>>()?;
+    let out = run_all(&st, &name, plans).await?;
+    reply(
+        out.into_iter()
+            .map(|(h, s)| json!({"points": scored(h, &s)}))
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_shapes_parse() {
+        let p = query_plan(&json!({"query": [1, 2], "using": "t", "limit": 3, "params": {"hnsw_ef": 64, "exact": true}})).unwrap();
+        assert_eq!(p.target, Target::Vector(vec![1.0, 2.0]));
+        assert_eq!(
+            (p.using.as_str(), p.req.limit, p.req.ef, p.req.exact),
+            ("t", 3, Some(64), true)
+        );
+        let p = query_plan(&json!({"query": {"nearest": 5}})).unwrap();
+        assert_eq!(
+            (p.target, p.req.limit),
+            (Target::Point(PointId::Num(5)), 10)
+        );
+        assert_eq!(query_plan(&json!({})).unwrap().target, Target::None);
+        let e = query_plan(&json!({"query": {"recommend": {"positive": [1]}}})).unwrap_err();
+        assert!(e.message.contains("recommend"), "{}", e.message);
+        assert!(query_plan(&json!({"query": [1], "prefetch": [{"query": [1]}]})).is_err());
+    }
+
+    #[test]
+    fn legacy_search_needs_a_limit_and_accepts_named_vectors() {
+        let p =
+            search_plan(&json!({"vector": {"name": "img", "vector": [1, 0]}, "limit": 2})).unwrap();
+        assert_eq!(p.using, "img");
+        assert!(search_plan(&json!({"vector": [1, 0]})).is_err());
+        assert!(search_plan(&json!({"vector": [1, 0], "limit": 200000})).is_err());
+    }
+}

@@ -1,0 +1,215 @@
+//! Runs the server: opens the collections, creates the collection the operator names
+//! on the command line, serves REST and gRPC, snapshots collections in the background
+//! and, on SIGTERM, stops accepting, drains in-flight requests, flushes and snapshots.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use vectorforge::{HnswConfig, PayloadSchemaType, SyncPolicy};
+
+use crate::auth::ApiKey;
+use crate::collection::Write;
+use crate::metrics::Metrics;
+use crate::params::{CollectionParams, DEFAULT_VECTOR, VectorParams};
+use crate::registry::Registry;
+use crate::rest::{self, AppState, Defaults};
+
+/// A collection to create at start (the operator's contract flags).
+#[derive(Clone, Debug)]
+pub struct Bootstrap {
+    pub name: String,
+    pub vector: VectorParams,
+    pub payload_indexes: Vec<(String, PayloadSchemaType)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub http_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
+    pub api_key: Option<String>,
+    pub sync: SyncPolicy,
+    pub hnsw: HnswConfig,
+    pub max_body_bytes: usize,
+    pub max_upload_bytes: usize,
+    pub request_timeout: Duration,
+    /// Snapshot a collection once this many operations followed its last snapshot.
+    pub snapshot_every_ops: u64,
+    pub bootstrap: Option<Bootstrap>,
+}
+
+fn bootstrap(reg: &Registry, b: &Bootstrap, cfg: &ServerConfig) -> anyhow::Result<()> {
+    let c = match reg.get(&b.name) {
+        Ok(c) => {
+            let p = c.params();
+            let have = p.vectors.get(DEFAULT_VECTOR);
+            if have.map(|v| (v.size, v.distance)) != Some((b.vector.size, b.vector.distance)) {
+                anyhow::bail!(
+                    "collection {} exists with vectors {:?}, but the flags ask for size {} / {:?}; dimension and distance cannot change",
+                    b.name,
+                    p.vectors,
+                    b.vector.size,
+                    b.vector.distance
+                );
+            }
+            c
+        }
+        Err(_) => reg
+            .create(
+                &b.name,
+                CollectionParams {
+                    vectors: [(DEFAULT_VECTOR.to_string(), b.vector.clone())].into(),
+                    hnsw: cfg.hnsw.clone(),
+                    sync: cfg.sync,
+                    optimizers_config: None,
+                    metadata: None,
+                    created_at: chrono::Utc::now().to_rfc3339(),
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("creating collection {}: {e}", b.name))?,
+    };
+    let have: Vec<(String, PayloadSchemaType)> = c
+        .info()
+        .payload_schema
+        .into_iter()
+        .map(|(k, t, _)| (k, t))
+        .collect();
+    for (key, kind) in &b.payload_indexes {
+        if !have.iter().any(|(k, t)| k == key && t == kind) {
+            c.write(Write::CreateIndex {
+                key: key.clone(),
+                kind: *kind,
+            })
+            .map_err(|e| anyhow::anyhow!("payload index {key}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Snapshots collections whose WAL has grown past the threshold.
+async fn maintenance(
+    reg: Arc<Registry>,
+    every_ops: u64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        for c in reg.all() {
+            if c.wal_lag() >= every_ops {
+                let name = c.name().to_string();
+                match tokio::task::spawn_blocking(move || c.snapshot()).await {
+                    Ok(Ok(seq)) => tracing::info!(collection = name, seq, "background snapshot"),
+                    Ok(Err(e)) => {
+                        tracing::error!(collection = name, error = %e, "background snapshot failed")
+                    }
+                    Err(e) => {
+                        tracing::error!(collection = name, error = %e, "background snapshot panicked")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs until SIGTERM / Ctrl-C, then shuts down gracefully.
+pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
+    let data_dir = cfg.data_dir.clone();
+    let reg = tokio::task::spawn_blocking(move || Registry::open(&data_dir))
+        .await?
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", cfg.data_dir.display()))?;
+    let reg = Arc::new(reg);
+    if let Some(b) = cfg.bootstrap.clone() {
+        let (r, c) = (reg.clone(), cfg.clone());
+        tokio::task::spawn_blocking(move || bootstrap(&r, &b, &c)).await??;
+    }
+    let metrics = Arc::new(Metrics::new().context("registering metrics")?);
+    let ready = Arc::new(AtomicBool::new(false));
+    let st = AppState {
+        registry: reg.clone(),
+        metrics,
+        api_key: cfg
+            .api_key
+            .as_deref()
+            .filter(|k| !k.is_empty())
+            .map(|k| Arc::new(ApiKey::new(k))),
+        ready: ready.clone(),
+        request_timeout: cfg.request_timeout,
+        max_body_bytes: cfg.max_body_bytes,
+        max_upload_bytes: cfg.max_upload_bytes,
+        defaults: Arc::new(Defaults {
+            sync: cfg.sync,
+            hnsw: cfg.hnsw.clone(),
+        }),
+    };
+    let http = tokio::net::TcpListener::bind(cfg.http_addr)
+        .await
+        .with_context(|| format!("binding REST on {}", cfg.http_addr))?;
+    let grpc = tokio::net::TcpListener::bind(cfg.grpc_addr)
+        .await
+        .with_context(|| format!("binding gRPC on {}", cfg.grpc_addr))?;
+    tracing::info!(http = %cfg.http_addr, grpc = %cfg.grpc_addr, collections = reg.names().len(), auth = st.api_key.is_some(), "vectorforge listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let signal = {
+        let ready = ready.clone();
+        async move {
+            modelhub_telemetry::shutdown_signal().await;
+            ready.store(false, Ordering::Release);
+            tracing::info!("shutting down: draining requests");
+            let _ = stop_tx.send(true);
+        }
+    };
+    tokio::spawn(signal);
+    let wait_stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let rest_srv = axum::serve(http, rest::router(st.clone()))
+        .with_graceful_shutdown(wait_stop(stop_rx.clone()));
+    let grpc_srv = tonic::transport::Server::builder()
+        .add_routes(crate::grpc::routes(st.clone()))
+        .serve_with_incoming_shutdown(tokio_stream_listener(grpc), wait_stop(stop_rx.clone()));
+    let maint = tokio::spawn(maintenance(
+        reg.clone(),
+        cfg.snapshot_every_ops,
+        stop_rx.clone(),
+    ));
+    ready.store(true, Ordering::Release);
+    let (r, g) = tokio::join!(rest_srv, grpc_srv);
+    r.context("REST server")?;
+    g.context("gRPC server")?;
+    let _ = maint.await;
+    tracing::info!("requests drained; flushing and snapshotting collections");
+    tokio::task::spawn_blocking(move || {
+        reg.flush_all();
+        for c in reg.all() {
+            if c.wal_lag() > 0
+                && let Err(e) = c.snapshot()
+            {
+                tracing::error!(collection = c.name(), error = %e, "final snapshot failed");
+            }
+        }
+    })
+    .await?;
+    tracing::info!("vectorforge stopped");
+    Ok(())
+}
+
+fn tokio_stream_listener(
+    l: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures::stream::unfold(l, |l| async move {
+        let r = l.accept().await.map(|(s, _)| {
+            let _ = s.set_nodelay(true);
+            s
+        });
+        Some((r, l))
+    })
+}
