@@ -23,6 +23,8 @@ TEST_TARGETS  :=
 BENCH_TARGETS :=
 include e2e/cluster/cluster.mk
 -include workloads/vectorforge/vectorforge.mk
+-include workloads/vectorforge-server/vectorforge-server.mk
+-include workloads/vectorforge-server/bench.mk
 -include workloads/tinyinfer/tinyinfer.mk
 include e2e/kind/kind.mk
 include e2e/node-agent/node-agent.mk
@@ -36,7 +38,7 @@ TARGET_DIR        = $(shell $(CARGO) metadata --format-version 1 --no-deps | $(P
 # ---------------------------------------------------------------- newcomer entry points
 .PHONY: up down
 up: cluster-up build-operator build-node-agent install-crds ort-lib minilm-assets ## bring up the local cluster, operator and node agent, apply the samples, show their status
-	$(CARGO) build -p tinyinfer --bins
+	$(CARGO) build -p tinyinfer -p vectorforge-server --bins
 	cp -f $(ORT_LIB) $(TARGET_DIR)/debug/libonnxruntime.so  # tinyinfer finds ONNX Runtime beside its binary
 	e2e/up-operator.sh "$(TARGET_DIR)/debug/modelhub-operator" "$(OPERATOR_STATE)" "$(OPERATOR_METRICS)"
 	# The demo agent serves only the demo namespace, so it never runs (and strands) the

@@ -20,5 +20,5 @@ echo
 echo "=== conditions ==="
 "$KUBECTL" get -n "$ns" modelhub -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}:{"\n"}{range .status.conditions[*]}  {.type}={.status} ({.reason}) {.message}{"\n"}{end}{end}'
 echo
-echo "The node agent runs the pods as local processes: tinyinfer serves MiniLM; vectorforge and gateway pods wait with ErrImagePull until those binaries exist."
+echo "The node agent runs the pods as local processes: tinyinfer serves MiniLM, vectorforge serves each shard pod's collection (single-node: no replication yet); gateway pods wait with ErrImagePull until that binary exists."
 echo "Try: kubectl get modelhub -A;  kubectl explain vc.spec;  make down"
