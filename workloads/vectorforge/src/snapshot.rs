@@ -17,7 +17,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::hnsw::Hnsw;
 use crate::ops::Cursor;
 use crate::payload::PayloadStore;
-use crate::payload::index::PayloadSchemaType;
+use crate::payload::index::{PayloadIndex, PayloadSchemaType};
 use crate::storage::MmapVectors;
 use crate::types::{Distance, Offset, Payload, PointId};
 use crate::wal::fsync_dir;
@@ -26,6 +26,8 @@ pub const VECTORS: &str = "vectors.bin";
 pub const POINTS: &str = "points.bin";
 pub const PAYLOADS: &str = "payloads.bin";
 pub const GRAPH: &str = "graph.bin";
+/// Serialised payload index (absent in snapshots written before it existed: rebuilt then).
+pub const PAYLOAD_INDEX: &str = "payload_index.bin";
 const META: &str = "meta.json";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -55,6 +57,7 @@ pub struct SnapshotParts<'a> {
     pub graph: &'a Hnsw,
     pub indexed: usize,
     pub index_schema: Vec<(String, PayloadSchemaType)>,
+    pub payload_index: &'a PayloadIndex,
 }
 
 pub fn dir_name(seq: u64) -> String {
@@ -125,6 +128,11 @@ pub fn write(root: &Path, p: &SnapshotParts<'_>) -> Result<PathBuf> {
     files.insert(
         PAYLOADS.to_string(),
         write_synced(&tmp.join(PAYLOADS), &pl)?,
+    );
+
+    files.insert(
+        PAYLOAD_INDEX.to_string(),
+        write_synced(&tmp.join(PAYLOAD_INDEX), &p.payload_index.encode()?)?,
     );
 
     p.graph.save(&tmp.join(GRAPH), p.indexed)?;
@@ -201,6 +209,11 @@ pub fn validate(dir: &Path) -> Result<SnapshotMeta> {
             return Err(bad(format!("{name} checksum mismatch")));
         }
     }
+    if let Some(want) = meta.files.get(PAYLOAD_INDEX)
+        && file_crc(&dir.join(PAYLOAD_INDEX))? != *want
+    {
+        return Err(bad(format!("{PAYLOAD_INDEX} checksum mismatch")));
+    }
     let vlen = fs::metadata(dir.join(VECTORS))
         .at(&dir.join(VECTORS))?
         .len();
@@ -248,4 +261,23 @@ pub fn read_payloads(dir: &Path) -> Result<Vec<(Offset, Payload)>> {
         out.push((off, payload));
     }
     Ok(out)
+}
+
+/// The stored payload index, or None for snapshots written before it was stored.
+pub fn read_payload_index(dir: &Path, meta: &SnapshotMeta) -> Result<Option<PayloadIndex>> {
+    if !meta.files.contains_key(PAYLOAD_INDEX) {
+        return Ok(None);
+    }
+    let p = dir.join(PAYLOAD_INDEX);
+    let idx = PayloadIndex::decode(&fs::read(&p).at(&p)?).map_err(|e| Error::SnapshotInvalid {
+        path: p.clone(),
+        reason: e.to_string(),
+    })?;
+    if idx.schema() != meta.index_schema {
+        return Err(Error::SnapshotInvalid {
+            path: p,
+            reason: "payload index fields differ from meta.json".into(),
+        });
+    }
+    Ok(Some(idx))
 }

@@ -3,7 +3,8 @@
 //! - a damaged record followed by more data makes `open` fail with `WalCorrupted`,
 //!   and no file is changed or deleted;
 //! - an invalid newest snapshot is skipped: recovery uses the previous one plus the
-//!   WAL after it (two snapshots, and the WAL since the older one, are kept);
+//!   WAL after it (two snapshots, and the WAL since the older one, are kept); a damaged
+//!   stored payload index makes its snapshot invalid the same way;
 //! - when no valid snapshot plus WAL covers every operation, `open` fails with `Recovery`.
 
 use std::fs;
@@ -137,6 +138,48 @@ fn invalid_newest_snapshot_falls_back_to_the_previous_one() {
             .unwrap()[0],
         150.0
     );
+}
+
+#[test]
+fn a_damaged_payload_index_invalidates_its_snapshot_and_the_index_is_restored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let with_tag = |i: u64| PointStruct {
+        payload: serde_json::json!({"tag": format!("t{}", i % 4)})
+            .as_object()
+            .cloned(),
+        ..point(i)
+    };
+    {
+        let c = Collection::open(tmp.path(), cfg()).unwrap();
+        c.create_payload_index("tag", PayloadSchemaType::Keyword)
+            .unwrap();
+        c.upsert((0..100).map(with_tag).collect()).unwrap();
+        c.snapshot().unwrap();
+        c.upsert((100..200).map(with_tag).collect()).unwrap();
+        c.snapshot().unwrap();
+    }
+    let t1 =
+        Filter::from_json(&serde_json::json!({"must": [{"key": "tag", "match": {"value": "t1"}}]}))
+            .unwrap();
+    // the stored index of the newest snapshot answers after a clean reopen
+    assert_eq!(
+        Collection::open(tmp.path(), cfg())
+            .unwrap()
+            .count(Some(&t1)),
+        50
+    );
+    let newest = files_under(&tmp.path().join("snapshots"), "")
+        .pop()
+        .unwrap();
+    let idx = newest.join("payload_index.bin");
+    let mut data = fs::read(&idx).unwrap();
+    let last = data.len() - 1;
+    data[last] ^= 0xff;
+    fs::write(&idx, &data).unwrap();
+    // damaged: the older snapshot plus the WAL after it give the same answers
+    let c = Collection::open(tmp.path(), cfg()).unwrap();
+    assert_eq!(c.count(None), 200);
+    assert_eq!(c.count(Some(&t1)), 50);
 }
 
 #[test]

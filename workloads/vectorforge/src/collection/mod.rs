@@ -189,10 +189,16 @@ impl Collection {
             for (off, p) in snapshot::read_payloads(&sdir)? {
                 payloads.put(off, p);
             }
-            let mut index = PayloadIndex::default();
-            for (key, kind) in &meta.index_schema {
-                index.create(key, *kind, payloads.iter().map(|(o, p)| (*o, p)))?;
-            }
+            let index = match snapshot::read_payload_index(&sdir, &meta)? {
+                Some(index) => index,
+                None => {
+                    let mut index = PayloadIndex::default();
+                    for (key, kind) in &meta.index_schema {
+                        index.create(key, *kind, payloads.iter().map(|(o, p)| (*o, p)))?;
+                    }
+                    index
+                }
+            };
             st.payloads = payloads;
             st.index = index;
             let (graph, _) =
@@ -440,6 +446,7 @@ impl Collection {
                 graph: &core.graph,
                 indexed: core.indexed.load(Ordering::Acquire).min(st.ids.len()),
                 index_schema: st.index.schema(),
+                payload_index: &st.index,
             },
         )?;
         drop(st);

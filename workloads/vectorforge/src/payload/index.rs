@@ -57,7 +57,7 @@ impl Ord for OrdF64 {
     }
 }
 
-enum Values {
+pub(crate) enum Values {
     Keyword(HashMap<String, RoaringBitmap>),
     Integer(BTreeMap<i64, RoaringBitmap>),
     Float(BTreeMap<OrdF64, RoaringBitmap>),
@@ -90,9 +90,9 @@ pub fn parse_datetime(s: &str) -> Option<i64> {
 pub struct FieldIndex {
     pub path: KeyPath,
     pub kind: PayloadSchemaType,
-    values: Values,
+    pub(crate) values: Values,
     /// Points with at least one indexable value.
-    has_values: RoaringBitmap,
+    pub(crate) has_values: RoaringBitmap,
 }
 
 fn add_to<K: Ord>(m: &mut BTreeMap<K, RoaringBitmap>, k: K, off: Offset) {
@@ -318,7 +318,7 @@ fn drop_from_hash<
 /// All field indexes of a collection.
 #[derive(Default)]
 pub struct PayloadIndex {
-    fields: HashMap<String, FieldIndex>,
+    pub(crate) fields: HashMap<String, FieldIndex>,
 }
 
 impl PayloadIndex {

@@ -3,6 +3,7 @@
 
 pub mod index;
 pub mod path;
+pub mod persist;
 
 use std::collections::HashMap;
 
