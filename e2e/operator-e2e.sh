@@ -59,7 +59,7 @@ trap stop_operator EXIT
 
 for _ in $(seq 1 120); do
   if curl -sf http://127.0.0.1:18080/readyz >/dev/null && \
-     curl -sf http://127.0.0.1:18080/metrics | grep -q '^modelhub_operator_leader 1'; then
+     curl -sf http://127.0.0.1:18080/metrics | grep '^modelhub_operator_leader 1' >/dev/null; then
     break
   fi
   if ! kill -0 "$operator_pid" 2>/dev/null; then
@@ -67,7 +67,7 @@ for _ in $(seq 1 120); do
   fi
   sleep 0.5
 done
-curl -sf http://127.0.0.1:18080/metrics | grep -q '^modelhub_operator_leader 1' || {
+curl -sf http://127.0.0.1:18080/metrics | grep '^modelhub_operator_leader 1' >/dev/null || {
   echo "operator did not become leader:" >&2; tail -50 "$log" >&2; exit 1; }
 
 echo "==> running the e2e tests"

@@ -15,7 +15,7 @@ echo "starting the operator (log: $log, metrics: http://$addr/metrics)"
 POD_NAMESPACE=default setsid nohup "$bin" --metrics-addr="$addr" --identity=local-operator >"$log" 2>&1 < /dev/null &
 echo $! > "$pidfile"
 for _ in $(seq 1 120); do
-  if curl -sf "http://$addr/metrics" 2>/dev/null | grep -q '^modelhub_operator_leader 1'; then
+  if curl -sf "http://$addr/metrics" 2>/dev/null | grep '^modelhub_operator_leader 1' >/dev/null; then
     echo "operator is up and leading"
     exit 0
   fi

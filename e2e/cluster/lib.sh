@@ -41,7 +41,7 @@ pid_of() {
 	local pid
 	pid="$(cat "$(pid_file "$1")" 2>/dev/null)" || return 1
 	[[ "$pid" =~ ^[0-9]+$ ]] || return 1
-	tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q -- "$TOOLS_BIN/$1 " || return 1
+	tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -- "$TOOLS_BIN/$1 " >/dev/null || return 1
 	echo "$pid"
 }
 

@@ -27,9 +27,11 @@ async fn reconcile_inner(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Resu
     let children = build::build(&isvc, &ctx.images);
     // The workload first, so pods start while the Services get their cluster IPs.
     let sts = apply(client, &children.statefulset).await?;
-    apply(client, &children.headless_service).await?;
-    apply(client, &children.service).await?;
-    apply(client, &children.pdb).await?;
+    tokio::try_join!(
+        apply(client, &children.headless_service),
+        apply(client, &children.service),
+        apply(client, &children.pdb),
+    )?;
 
     let previous = isvc.status.clone().unwrap_or_default();
     let status = compute_status(&isvc, &sts, Timestamp::now());

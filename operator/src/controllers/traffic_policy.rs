@@ -32,20 +32,29 @@ async fn reconcile_inner(tp: Arc<TrafficPolicy>, ctx: Arc<Context>) -> Result<Ac
     tp.uid().ok_or(Error::MissingObjectKey("uid"))?;
     let client = &ctx.client;
     let children = build::build(&tp, &ctx.images);
-    apply(client, &children.service_account).await?;
-    apply(client, &children.role).await?;
-    apply(client, &children.role_binding).await?;
+    tokio::try_join!(
+        apply(client, &children.service_account),
+        apply(client, &children.role),
+        apply(client, &children.role_binding),
+    )?;
     let deployment = apply(client, &children.deployment).await?;
-    apply(client, &children.service).await?;
-    apply(client, &children.pdb).await?;
+    tokio::try_join!(
+        apply(client, &children.service),
+        apply(client, &children.pdb),
+    )?;
 
     let isvcs: Api<InferenceService> = Api::namespaced(client.clone(), &ns);
-    let mut missing = Vec::new();
-    for backend in &tp.spec.backends {
-        if isvcs.get_opt(&backend.service).await?.is_none() {
-            missing.push(backend.service.clone());
-        }
-    }
+    let found =
+        futures::future::try_join_all(tp.spec.backends.iter().map(|b| isvcs.get_opt(&b.service)))
+            .await?;
+    let missing: Vec<String> = tp
+        .spec
+        .backends
+        .iter()
+        .zip(found)
+        .filter(|(_, f)| f.is_none())
+        .map(|(b, _)| b.service.clone())
+        .collect();
 
     let previous = tp.status.clone().unwrap_or_default();
     let status = compute_status(&tp, &deployment, &missing, Timestamp::now());

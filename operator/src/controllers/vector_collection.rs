@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::try_join_all;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -30,32 +31,35 @@ async fn reconcile_inner(vc: Arc<VectorCollection>, ctx: Arc<Context>) -> Result
     let client = &ctx.client;
     let children = build::build(&vc, &ctx.images);
 
-    // The pods' ServiceAccount first (pods cannot be admitted without it), then the
-    // workloads so pods start while Services get their cluster IPs.
-    apply(client, &children.service_account).await?;
-    apply(client, &children.role).await?;
-    apply(client, &children.role_binding).await?;
-    let mut statefulsets = Vec::with_capacity(children.statefulsets.len());
-    for sts in &children.statefulsets {
-        statefulsets.push(apply(client, sts).await?);
-    }
-    for svc in &children.shard_services {
-        apply(client, svc).await?;
-    }
-    apply(client, &children.client_service).await?;
-    for pdb in &children.pdbs {
-        apply(client, pdb).await?;
-    }
+    // Independent writes go out together. The pods' ServiceAccount and RBAC first (pods
+    // cannot be admitted without the ServiceAccount), then the workloads so pods start
+    // while Services get their cluster IPs, then Services and budgets.
+    tokio::try_join!(
+        apply(client, &children.service_account),
+        apply(client, &children.role),
+        apply(client, &children.role_binding),
+    )?;
+    let statefulsets = try_join_all(children.statefulsets.iter().map(|s| apply(client, s))).await?;
+    let services = children
+        .shard_services
+        .iter()
+        .chain([&children.client_service]);
+    tokio::try_join!(
+        try_join_all(services.map(|s| apply(client, s))),
+        try_join_all(children.pdbs.iter().map(|p| apply(client, p))),
+    )?;
 
     // Children no longer desired: shards beyond spec.shards, budgets of a group shrunk
     // to one replica.
     let selector = selector_string(&selector_labels(WORKLOAD, &name));
     let mut keep_services = names(&children.shard_services);
     keep_services.insert(name.clone());
-    let pruned_sts =
-        prune::<StatefulSet>(client, &ns, &selector, &uid, &names(&children.statefulsets)).await?;
-    prune::<Service>(client, &ns, &selector, &uid, &keep_services).await?;
-    prune::<PodDisruptionBudget>(client, &ns, &selector, &uid, &names(&children.pdbs)).await?;
+    let (keep_sts, keep_pdbs) = (names(&children.statefulsets), names(&children.pdbs));
+    let (pruned_sts, _, _) = tokio::try_join!(
+        prune::<StatefulSet>(client, &ns, &selector, &uid, &keep_sts),
+        prune::<Service>(client, &ns, &selector, &uid, &keep_services),
+        prune::<PodDisruptionBudget>(client, &ns, &selector, &uid, &keep_pdbs),
+    )?;
     if !pruned_sts.is_empty() {
         ctx.publish(
             vc.as_ref(),
