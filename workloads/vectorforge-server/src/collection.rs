@@ -49,9 +49,11 @@ pub enum Selector {
 pub enum Write {
     Upsert(Vec<NamedPoint>),
     Delete(Selector),
+    /// Merge into the payload, or into the object at `key` (a dotted path) when given.
     SetPayload {
         sel: Selector,
         payload: Payload,
+        key: Option<String>,
     },
     OverwritePayload {
         sel: Selector,
@@ -427,8 +429,21 @@ impl PointsCollection {
                 Ok(out)
             }
             Write::Delete(sel) => common(Operation::Delete(self.resolve(sel))),
-            Write::SetPayload { sel, payload } => common(Operation::SetPayload {
+            Write::SetPayload {
+                sel,
+                payload,
+                key: None,
+            } => common(Operation::SetPayload {
                 ids: self.resolve(sel),
+                payload,
+            }),
+            Write::SetPayload {
+                sel,
+                payload,
+                key: Some(key),
+            } => common(Operation::SetPayloadAt {
+                ids: self.resolve(sel),
+                key,
                 payload,
             }),
             Write::OverwritePayload { sel, payload } => common(Operation::OverwritePayload {

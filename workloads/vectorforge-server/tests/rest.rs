@@ -158,6 +158,28 @@ fn named_vectors_search_filter_scroll_and_payload_operations() {
     assert_eq!(r[1]["payload"]["tag"], "x");
     assert_eq!(r[2]["payload"], json!({"only": true}));
     assert_eq!(r[3]["payload"], json!({}));
+    // nested key: merged into the object at "group", created where missing
+    s.ok(
+        "POST",
+        "/collections/c/points/payload",
+        Some(json!({"payload": {"extra": 1}, "points": [5, 3], "key": "group"})),
+    );
+    let r = s.ok(
+        "POST",
+        "/collections/c/points",
+        Some(json!({"ids": [5, 3]})),
+    );
+    assert_eq!(r[0]["payload"]["group"], json!({"id": 0, "extra": 1}));
+    assert_eq!(
+        r[1]["payload"],
+        json!({"only": true, "group": {"extra": 1}})
+    );
+    let (status, _) = s.call(
+        "POST",
+        "/collections/c/points/payload",
+        Some(json!({"payload": {"x": 1}, "points": [5], "key": "a[].b"})),
+    );
+    assert_eq!(status, 400);
     let one = s.ok("GET", "/collections/c/points/2", None);
     assert_eq!(one["vector"]["a"], json!([2.0, 0.0]));
 

@@ -20,6 +20,13 @@ pub enum Operation {
         ids: Vec<PointId>,
         payload: Payload,
     },
+    /// Merge keys into the object at a nested key (`a.b`) of the payloads, creating the
+    /// objects on the way (a non-object value on the way is replaced by an object).
+    SetPayloadAt {
+        ids: Vec<PointId>,
+        key: String,
+        payload: Payload,
+    },
     /// Replace the payloads.
     OverwritePayload {
         ids: Vec<PointId>,
@@ -188,6 +195,12 @@ impl Operation {
                 out.push(8);
                 put_bytes(&mut out, key.as_bytes());
             }
+            Operation::SetPayloadAt { ids, key, payload } => {
+                out.push(9);
+                put_ids(&mut out, ids);
+                put_bytes(&mut out, key.as_bytes());
+                put_json(&mut out, payload)?;
+            }
         }
         Ok(out)
     }
@@ -237,6 +250,11 @@ impl Operation {
                 Operation::DeletePayloadKeys { ids, keys }
             }
             6 => Operation::ClearPayload { ids: c.ids()? },
+            9 => Operation::SetPayloadAt {
+                ids: c.ids()?,
+                key: c.string()?,
+                payload: c.json()?,
+            },
             7 => Operation::CreateIndex {
                 key: c.string()?,
                 kind: c.json()?,
@@ -295,6 +313,14 @@ mod tests {
                 kind: PayloadSchemaType::Datetime,
             },
             Operation::DropIndex { key: "a".into() },
+            Operation::SetPayloadAt {
+                ids: vec![PointId::Num(3)],
+                key: "meta.inner".into(),
+                payload: serde_json::json!({"x": 1})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            },
         ];
         for op in ops {
             let b = op.encode().unwrap();

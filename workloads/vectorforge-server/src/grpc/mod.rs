@@ -1,7 +1,25 @@
-//! gRPC API (port 6334): the `grpc.health.v1` health service and ModelHub's vector API.
+//! gRPC API (port 6334): ModelHub's vector API `modelhub.vectorforge.v1.VectorService`
+//! (proto/vectorforge.proto) and the `grpc.health.v1` health service.
+//!
+//! The vector service shares the REST API's registry, limits and API key: with a key
+//! configured, every vector call must carry `api-key` or `authorization: Bearer`
+//! metadata (checked by an interceptor before the request body is decoded); health
+//! stays open. Messages larger than the REST body limit are refused (OUT_OF_RANGE).
 
-use tonic::service::Routes;
+mod convert;
+mod service;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::{Interceptor, Routes};
+use tonic::{Code, Request, Status};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::auth::ApiKey;
+use crate::metrics::Metrics;
 use crate::rest::AppState;
 
 /// Generated protocol types, server and client.
@@ -10,9 +28,57 @@ pub mod pb {
     tonic::include_proto!("modelhub.vectorforge.v1");
 }
 
+pub use pb::vector_service_server::SERVICE_NAME;
+pub use service::VectorApi;
+
+/// Rejects vector-service calls without the configured API key.
+#[derive(Clone)]
+struct Auth {
+    key: Option<Arc<ApiKey>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Interceptor for Auth {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let Some(key) = &self.key else { return Ok(req) };
+        if key.accepts(&req.metadata().clone().into_headers()) {
+            return Ok(req);
+        }
+        // the interceptor does not see the method: rejected calls share one label
+        self.metrics
+            .observe_grpc("unauthenticated", Code::Unauthenticated, Duration::ZERO);
+        Err(Status::unauthenticated("Invalid API key or JWT"))
+    }
+}
+
+/// Reports NOT_SERVING for every service once shutdown starts: on the same SIGTERM /
+/// Ctrl-C that makes the server drain (every listener of a signal is notified).
+fn report_shutdown(reporter: HealthReporter) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    rt.spawn(async move {
+        modelhub_telemetry::shutdown_signal().await;
+        for name in ["", SERVICE_NAME] {
+            reporter
+                .set_service_status(name, ServingStatus::NotServing)
+                .await;
+        }
+        tracing::info!("gRPC health: NOT_SERVING");
+    });
+}
+
 /// Every gRPC service of the server.
-pub fn routes(_st: AppState) -> Routes {
+pub fn routes(st: AppState) -> Routes {
     let (reporter, health) = tonic_health::server::health_reporter();
-    drop(reporter);
-    Routes::new(health)
+    // "" starts SERVING; the fresh reporter's lock is free, so this completes at once
+    futures::executor::block_on(reporter.set_service_status(SERVICE_NAME, ServingStatus::Serving));
+    report_shutdown(reporter);
+    let api = pb::vector_service_server::VectorServiceServer::new(VectorApi::new(st.clone()))
+        .max_decoding_message_size(st.max_body_bytes);
+    let auth = Auth {
+        key: st.api_key.clone(),
+        metrics: st.metrics.clone(),
+    };
+    Routes::new(health).add_service(InterceptedService::new(api, auth))
 }

@@ -23,6 +23,7 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 use crate::auth::ApiKey;
 use crate::error::{ApiError, ApiResult};
@@ -194,6 +195,9 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
     let method = req.method().clone();
     let limit = timeout_of(&req, st.request_timeout);
     let started = Instant::now();
+    // one span per request, joined to the caller's trace (W3C traceparent) when OTLP is on
+    let span = tracing::info_span!("http.request", http.method = %method, http.route = %route, http.status_code = tracing::field::Empty);
+    modelhub_telemetry::propagation::set_parent_from_headers(&span, req.headers());
     let resp = STARTED
         .scope(started, async move {
             match tokio::time::timeout(limit, next.run(req)).await {
@@ -208,7 +212,9 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
                 .into_response(),
             }
         })
+        .instrument(span.clone())
         .await;
+    span.record("http.status_code", resp.status().as_u16());
     st.metrics.observe_http(
         &route,
         method.as_str(),

@@ -162,11 +162,6 @@ pub async fn delete(
 }
 
 fn payload_body(body: &Value) -> ApiResult<(Selector, Payload)> {
-    if body.get("key").is_some_and(|k| !k.is_null()) {
-        return Err(ApiError::bad_request(
-            "Wrong input: key: setting a payload at a nested key is not supported; send the whole top-level value",
-        ));
-    }
     let payload = payload_of(body.get("payload"), "payload")?
         .ok_or_else(|| ApiError::bad_request("Wrong input: payload is required"))?;
     Ok((selector(body)?, payload))
@@ -179,7 +174,16 @@ pub async fn set_payload(
     Body(body): Body<Value>,
 ) -> ApiResult<Reply> {
     let (sel, payload) = payload_body(&body)?;
-    write(&st, &name, &q, Write::SetPayload { sel, payload }).await
+    let key = match body.get("key") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Wrong input: key: expected a string, got {other}"
+            )));
+        }
+    };
+    write(&st, &name, &q, Write::SetPayload { sel, payload, key }).await
 }
 
 pub async fn overwrite_payload(

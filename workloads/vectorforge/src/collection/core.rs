@@ -58,6 +58,24 @@ pub(crate) struct Core {
     pub state: RwLock<State>,
 }
 
+/// Merges `add` into the object at the dotted path `key`, creating objects on the way.
+fn merge_at(p: &mut Payload, key: &str, add: &Payload) {
+    let mut cur = p;
+    for k in key.split('.') {
+        let slot = cur
+            .entry(k.to_string())
+            .or_insert_with(|| Value::Object(Payload::new()));
+        if !slot.is_object() {
+            *slot = Value::Object(Payload::new());
+        }
+        match slot {
+            Value::Object(o) => cur = o,
+            _ => return,
+        }
+    }
+    merge(cur, add);
+}
+
 fn remove_path(p: &mut Payload, key: &str) {
     let mut parts = key.split('.').peekable();
     let mut cur = p;
@@ -104,6 +122,9 @@ impl Core {
             }
             Operation::SetPayload { ids, payload } => self.each_point(ids, |st, off| {
                 st.update_payload(off, |p| merge(p, payload));
+            }),
+            Operation::SetPayloadAt { ids, key, payload } => self.each_point(ids, |st, off| {
+                st.update_payload(off, |p| merge_at(p, key, payload));
             }),
             Operation::OverwritePayload { ids, payload } => self.each_point(ids, |st, off| {
                 st.update_payload(off, |p| *p = payload.clone());

@@ -275,6 +275,15 @@ impl Collection {
                 }
                 Ok(Operation::DeletePayloadKeys { ids, keys })
             }
+            Operation::SetPayloadAt { ids, key, payload } => {
+                if key.is_empty() || key.split('.').any(|p| p.is_empty() || p.contains('[')) {
+                    return Err(Error::InvalidKeyPath {
+                        path: key,
+                        reason: "set_payload needs a dotted path of object keys (no arrays)".into(),
+                    });
+                }
+                Ok(Operation::SetPayloadAt { ids, key, payload })
+            }
             other => Ok(other),
         }
     }

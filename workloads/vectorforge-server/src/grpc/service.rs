@@ -1,0 +1,511 @@
+//! `modelhub.vectorforge.v1.VectorService` over the same registry and collections as the
+//! REST API. Engine work runs on blocking threads; every call is recorded in the gRPC
+//! metrics with its final code; unary calls run under the server's request timeout.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures::{Stream, StreamExt};
+use tonic::{Code, Request, Response, Status, Streaming};
+use tracing::{Instrument as _, Span};
+
+use super::convert;
+use super::pb;
+use crate::collection::{PointsCollection, Selector, Write};
+use crate::error::{ApiError, ApiResult};
+use crate::metrics::Metrics;
+use crate::rest::{AppState, blocking};
+
+/// The vector service; cheap to clone.
+#[derive(Clone)]
+pub struct VectorApi {
+    st: AppState,
+}
+
+type BatchStream = Pin<Box<dyn Stream<Item = Result<pb::SearchBatchResult, Status>> + Send>>;
+
+impl VectorApi {
+    pub fn new(st: AppState) -> Self {
+        VectorApi { st }
+    }
+
+    fn collection(&self, name: &str) -> ApiResult<Arc<PointsCollection>> {
+        self.st.registry.get(name)
+    }
+
+    /// Runs a unary call in its span, under the request timeout, and records it.
+    async fn unary<Req, T, F>(
+        &self,
+        method: &'static str,
+        req: Request<Req>,
+        call: impl FnOnce(Req) -> F,
+    ) -> Result<Response<T>, Status>
+    where
+        F: Future<Output = ApiResult<T>>,
+    {
+        let started = Instant::now();
+        let span = call_span(method, &req);
+        let limit = self.st.request_timeout;
+        let out = match tokio::time::timeout(limit, call(req.into_inner()))
+            .instrument(span.clone())
+            .await
+        {
+            Ok(r) => r.map_err(Status::from),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "Timeout error: the request took longer than {} s",
+                limit.as_secs()
+            ))),
+        };
+        record(&self.st.metrics, &span, method, started, out).map(Response::new)
+    }
+
+    /// Applies one message of a streaming upsert.
+    async fn apply(
+        &self,
+        coll: &mut Option<Arc<PointsCollection>>,
+        msg: pb::UpsertRequest,
+    ) -> ApiResult<Option<u64>> {
+        let c = match coll {
+            Some(c) => {
+                if !msg.collection_name.is_empty() && msg.collection_name != c.name() {
+                    return Err(ApiError::bad_request(format!(
+                        "Wrong input: collection_name {:?}: a stream upserts into one collection ({})",
+                        msg.collection_name,
+                        c.name()
+                    )));
+                }
+                c.clone()
+            }
+            None => coll.insert(self.collection(&msg.collection_name)?).clone(),
+        };
+        if msg.points.is_empty() {
+            return Ok(None);
+        }
+        let points = msg
+            .points
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| convert::named_point(p, i))
+            .collect::<ApiResult<Vec<_>>>()?;
+        blocking(move || c.write(Write::Upsert(points)))
+            .await
+            .map(Some)
+    }
+
+    async fn ingest(
+        &self,
+        mut stream: Streaming<pb::UpsertRequest>,
+    ) -> Result<pb::UpsertStreamResponse, Status> {
+        let mut coll = None;
+        let mut done = pb::UpsertStreamResponse::default();
+        let context = |e: Status, done: &pb::UpsertStreamResponse| {
+            Status::new(
+                e.code(),
+                format!(
+                    "message {}: {}; the {} messages before it ({} points) stay applied, it and any later messages were not applied",
+                    done.messages,
+                    e.message(),
+                    done.messages,
+                    done.points
+                ),
+            )
+        };
+        loop {
+            let msg = match stream.message().await {
+                Ok(Some(m)) => m,
+                Ok(None) => return Ok(done),
+                Err(e) => return Err(context(e, &done)),
+            };
+            let n = msg.points.len() as u64;
+            match self.apply(&mut coll, msg).await {
+                Ok(seq) => {
+                    done.messages += 1;
+                    done.points += n;
+                    if let Some(seq) = seq {
+                        done.operation_id = seq;
+                    }
+                }
+                Err(e) => return Err(context(e.into(), &done)),
+            }
+        }
+    }
+}
+
+/// One span per call, joined to the caller's trace (W3C traceparent metadata) when
+/// OTLP is on.
+fn call_span<T>(method: &'static str, req: &Request<T>) -> Span {
+    let span = tracing::info_span!(
+        "grpc.request",
+        rpc.method = method,
+        rpc.grpc.status_code = tracing::field::Empty
+    );
+    modelhub_telemetry::propagation::set_parent_from_headers(
+        &span,
+        &req.metadata().clone().into_headers(),
+    );
+    span
+}
+
+/// Records a finished call in the metrics and its span (and server errors in the log).
+fn record<T>(
+    metrics: &Metrics,
+    span: &Span,
+    method: &'static str,
+    started: Instant,
+    out: Result<T, Status>,
+) -> Result<T, Status> {
+    let code = match &out {
+        Ok(_) => Code::Ok,
+        Err(s) => {
+            if s.code() == Code::Internal {
+                tracing::warn!(parent: span, method, error = s.message(), "gRPC call failed");
+            }
+            s.code()
+        }
+    };
+    span.record("rpc.grpc.status_code", code as i32);
+    metrics.observe_grpc(method, code, started.elapsed());
+    out
+}
+
+/// A response stream that records its call when it ends, fails, or is dropped early
+/// (the client went away: CANCELLED).
+pub struct Observed {
+    inner: BatchStream,
+    metrics: Arc<Metrics>,
+    method: &'static str,
+    span: Span,
+    started: Instant,
+    done: bool,
+}
+
+impl Observed {
+    fn end(&mut self, code: Code) {
+        self.done = true;
+        self.span.record("rpc.grpc.status_code", code as i32);
+        self.metrics
+            .observe_grpc(self.method, code, self.started.elapsed());
+    }
+}
+
+impl Stream for Observed {
+    type Item = Result<pb::SearchBatchResult, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let item = futures::ready!(self.inner.as_mut().poll_next(cx));
+        match &item {
+            Some(Ok(_)) => {}
+            Some(Err(s)) => self.end(s.code()),
+            None => self.end(Code::Ok),
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl Drop for Observed {
+    fn drop(&mut self) {
+        if !self.done {
+            self.end(Code::Cancelled);
+        }
+    }
+}
+
+fn write_response(seq: u64) -> pb::WriteResponse {
+    pb::WriteResponse { operation_id: seq }
+}
+
+/// Checks a query against its vector space before it runs (dimension, finite values).
+fn check_query(c: &PointsCollection, q: &convert::Query, index: usize) -> ApiResult<()> {
+    let at = |e: ApiError| ApiError::new(e.status, format!("searches[{index}]: {}", e.message));
+    let dim = c.engine(&q.using).map_err(at)?.config().dim;
+    if q.req.vector.len() != dim {
+        return Err(at(ApiError::bad_request(format!(
+            "Wrong input: query vector: wrong dimension, expected {dim}, got {}",
+            q.req.vector.len()
+        ))));
+    }
+    if let Some(i) = q.req.vector.iter().position(|x| !x.is_finite()) {
+        return Err(at(ApiError::bad_request(format!(
+            "Wrong input: query vector has a non-finite component at index {i}"
+        ))));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl pb::vector_service_server::VectorService for VectorApi {
+    async fn create_collection(
+        &self,
+        req: Request<pb::CreateCollectionRequest>,
+    ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
+        self.unary("CreateCollection", req, |r| async move {
+            let params = convert::create_params(&r, &self.st.defaults)?;
+            let reg = self.st.registry.clone();
+            let name = r.collection_name;
+            blocking(move || reg.create(&name, params).map(drop)).await?;
+            Ok(pb::CreateCollectionResponse {})
+        })
+        .await
+    }
+
+    async fn get_collection(
+        &self,
+        req: Request<pb::GetCollectionRequest>,
+    ) -> Result<Response<pb::CollectionInfo>, Status> {
+        self.unary("GetCollection", req, |r| async move {
+            let c = self.collection(&r.collection_name)?;
+            let (info, params) = blocking(move || Ok((c.info(), c.params()))).await?;
+            Ok(convert::collection_info(&r.collection_name, info, &params))
+        })
+        .await
+    }
+
+    async fn list_collections(
+        &self,
+        req: Request<pb::ListCollectionsRequest>,
+    ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
+        self.unary("ListCollections", req, |_| async move {
+            Ok(pb::ListCollectionsResponse {
+                collections: self.st.registry.names(),
+            })
+        })
+        .await
+    }
+
+    async fn delete_collection(
+        &self,
+        req: Request<pb::DeleteCollectionRequest>,
+    ) -> Result<Response<pb::DeleteCollectionResponse>, Status> {
+        self.unary("DeleteCollection", req, |r| async move {
+            let name = r.collection_name;
+            let reg = self.st.registry.clone();
+            let deleted = blocking(move || reg.delete(&name)).await?;
+            Ok(pb::DeleteCollectionResponse { deleted })
+        })
+        .await
+    }
+
+    async fn create_payload_index(
+        &self,
+        req: Request<pb::CreatePayloadIndexRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        self.unary("CreatePayloadIndex", req, |r| async move {
+            let c = self.collection(&r.collection_name)?;
+            let kind = convert::schema_type(r.field_type)?;
+            let key = r.field_name;
+            let seq = blocking(move || c.write(Write::CreateIndex { key, kind })).await?;
+            Ok(write_response(seq))
+        })
+        .await
+    }
+
+    async fn delete_payload_index(
+        &self,
+        req: Request<pb::DeletePayloadIndexRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        self.unary("DeletePayloadIndex", req, |r| async move {
+            let c = self.collection(&r.collection_name)?;
+            let key = r.field_name;
+            let seq = blocking(move || c.write(Write::DropIndex { key })).await?;
+            Ok(write_response(seq))
+        })
+        .await
+    }
+
+    async fn upsert(
+        &self,
+        req: Request<pb::UpsertRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        self.unary("Upsert", req, |r| async move {
+            let c = self.collection(&r.collection_name)?;
+            let points = r
+                .points
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| convert::named_point(p, i))
+                .collect::<ApiResult<Vec<_>>>()?;
+            let seq = blocking(move || c.write(Write::Upsert(points))).await?;
+            Ok(write_response(seq))
+        })
+        .await
+    }
+
+    async fn upsert_stream(
+        &self,
+        req: Request<Streaming<pb::UpsertRequest>>,
+    ) -> Result<Response<pb::UpsertStreamResponse>, Status> {
+        let started = Instant::now();
+        let span = call_span("UpsertStream", &req);
+        let out = self.ingest(req.into_inner()).instrument(span.clone()).await;
+        if let Err(e) = &out {
+            tracing::debug!(parent: &span, code = ?e.code(), error = e.message(), "streaming upsert stopped");
+        }
+        record(&self.st.metrics, &span, "UpsertStream", started, out).map(Response::new)
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::WriteResponse>, Status> {
+        self.unary("Delete", req, |r| async move {
+            let c = self.collection(&r.collection_name)?;
+            let sel = match r.selector {
+                Some(pb::delete_request::Selector::Ids(l)) => {
+                    Selector::Ids(convert::point_ids(&l.ids, "ids")?)
+                }
+                Some(pb::delete_request::Selector::FilterJson(f)) => match convert::filter(&f)? {
+                    Some(f) => Selector::Filter(f),
+                    None => return Err(ApiError::bad_request("Wrong input: filter_json is empty")),
+                },
+                None => {
+                    return Err(ApiError::bad_request(
+                        "Wrong input: expected `ids` or `filter_json`",
+                    ));
+                }
+            };
+            let seq = blocking(move || c.write(Write::Delete(sel))).await?;
+            Ok(write_response(seq))
+        })
+        .await
+    }
+
+    async fn search(
+        &self,
+        req: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        self.unary("Search", req, |r| async move {
+            let c = self.collection(&r.collection_name)?;
+            let q = convert::query(r)?;
+            let hits = blocking(move || c.search(&q.using, &q.req, &q.vectors)).await?;
+            Ok(pb::SearchResponse {
+                result: hits.into_iter().map(convert::scored_out).collect(),
+            })
+        })
+        .await
+    }
+
+    type SearchBatchStream = Observed;
+
+    async fn search_batch(
+        &self,
+        req: Request<pb::SearchBatchRequest>,
+    ) -> Result<Response<Self::SearchBatchStream>, Status> {
+        let started = Instant::now();
+        let span = call_span("SearchBatch", &req);
+        let r = req.into_inner();
+        let checked = (|| {
+            let c = self.collection(&r.collection_name)?;
+            let mut queries = Vec::with_capacity(r.searches.len());
+            for (i, s) in r.searches.into_iter().enumerate() {
+                if !s.collection_name.is_empty() && s.collection_name != r.collection_name {
+                    return Err(ApiError::bad_request(format!(
+                        "Wrong input: searches[{i}]: collection_name {:?} differs from the batch's {:?}",
+                        s.collection_name, r.collection_name
+                    )));
+                }
+                let q = convert::query(s).map_err(|e| {
+                    ApiError::new(e.status, format!("searches[{i}]: {}", e.message))
+                })?;
+                check_query(&c, &q, i)?;
+                queries.push(q);
+            }
+            Ok((c, queries))
+        })();
+        let (c, queries) = match checked {
+            Ok(x) => x,
+            Err(e) => {
+                return record(
+                    &self.st.metrics,
+                    &span,
+                    "SearchBatch",
+                    started,
+                    Err(e.into()),
+                );
+            }
+        };
+        // Searches run in parallel on blocking threads; `buffered` yields them in order.
+        let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let results = futures::stream::iter(queries.into_iter().enumerate())
+            .map(move |(i, q)| {
+                let c = c.clone();
+                async move {
+                    let hits = blocking(move || c.search(&q.using, &q.req, &q.vectors)).await?;
+                    Ok(pb::SearchBatchResult {
+                        index: i as u32,
+                        result: hits.into_iter().map(convert::scored_out).collect(),
+                    })
+                }
+            })
+            .buffered(parallel)
+            .map(|r: ApiResult<pb::SearchBatchResult>| r.map_err(Status::from));
+        Ok(Response::new(Observed {
+            inner: Box::pin(results),
+            metrics: self.st.metrics.clone(),
+            method: "SearchBatch",
+            span,
+            started,
+            done: false,
+        }))
+    }
+
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        self.unary("Get", req, |r| async move {
+            let c = self.collection(&r.collection_name)?;
+            let ids = convert::point_ids(&r.ids, "ids")?;
+            let vectors = convert::selection(r.with_vectors, r.vector_names);
+            let wp = r.with_payload;
+            let points = blocking(move || c.retrieve(&ids, wp, &vectors)).await?;
+            Ok(pb::GetResponse {
+                result: points.into_iter().map(convert::point_out).collect(),
+            })
+        })
+        .await
+    }
+
+    async fn scroll(
+        &self,
+        req: Request<pb::ScrollRequest>,
+    ) -> Result<Response<pb::ScrollResponse>, Status> {
+        self.unary("Scroll", req, |r| async move {
+            let c = self.collection(&r.collection_name)?;
+            let filter = convert::filter(&r.filter_json)?;
+            let limit = match r.limit {
+                0 => 10,
+                n => n as usize,
+            };
+            let offset = r
+                .offset
+                .as_ref()
+                .map(|o| convert::point_id(Some(o), "offset"))
+                .transpose()?;
+            let vectors = convert::selection(r.with_vectors, r.vector_names);
+            let wp = r.with_payload;
+            let (points, next) =
+                blocking(move || c.scroll(filter, limit, offset, wp, &vectors)).await?;
+            Ok(pb::ScrollResponse {
+                result: points.into_iter().map(convert::point_out).collect(),
+                next_page_offset: next.map(convert::id_out),
+            })
+        })
+        .await
+    }
+
+    async fn count(
+        &self,
+        req: Request<pb::CountRequest>,
+    ) -> Result<Response<pb::CountResponse>, Status> {
+        self.unary("Count", req, |r| async move {
+            let c = self.collection(&r.collection_name)?;
+            let filter = convert::filter(&r.filter_json)?;
+            let n = blocking(move || Ok(c.count(filter.as_ref()))).await?;
+            Ok(pb::CountResponse { count: n as u64 })
+        })
+        .await
+    }
+}
