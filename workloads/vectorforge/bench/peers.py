@@ -53,7 +53,28 @@ def main():
     threads = os.cpu_count()
     builds = []
     rows = []
+    # VF_PEERS=hnswlib,usearch runs a subset (default: all three).
+    peers = os.environ.get("VF_PEERS", "faiss,hnswlib,usearch").split(",")
+    if "faiss" in peers:
+        run_faiss(base, qn, truth, efs, threads, builds, rows)
+    if "hnswlib" in peers:
+        run_hnswlib(base, qn, truth, efs, threads, builds, rows)
+    if "usearch" in peers:
+        run_usearch(base, qn, truth, efs, threads, builds, rows)
 
+    print("\n### peers build (%d points, %d threads)\n" % (len(base), threads))
+    print("| library | build (s) | RSS growth (MiB) |")
+    print("|---|---|---|")
+    for name, secs, mem in builds:
+        print("| %s | %.1f | %.0f |" % (name, secs, mem))
+    print("\n### peers search (single thread, batch of 1,000 queries, k=10)\n")
+    print("| library | ef | recall@10 | QPS |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print(fmt_row(row))
+
+
+def run_faiss(base, qn, truth, efs, threads, builds, rows):
     import faiss
 
     faiss.omp_set_num_threads(threads)
@@ -72,8 +93,9 @@ def main():
         dt = time.perf_counter() - t
         rows.append(("faiss", ef, recall(labels.tolist(), truth), len(qn) / dt))
         progress(fmt_row(rows[-1]))
-    del fi
 
+
+def run_hnswlib(base, qn, truth, efs, threads, builds, rows):
     import hnswlib
 
     r0 = rss_mib()
@@ -90,8 +112,9 @@ def main():
         dt = time.perf_counter() - t
         rows.append(("hnswlib", ef, recall(labels.tolist(), truth), len(qn) / dt))
         progress(fmt_row(rows[-1]))
-    del hi
 
+
+def run_usearch(base, qn, truth, efs, threads, builds, rows):
     import usearch
     from usearch.index import Index
 
@@ -109,16 +132,6 @@ def main():
         rows.append(("usearch", ef, recall(res.keys.tolist(), truth), len(qn) / dt))
         progress(fmt_row(rows[-1]))
 
-    print("\n### peers build (%d points, %d threads)\n" % (len(base), threads))
-    print("| library | build (s) | RSS growth (MiB) |")
-    print("|---|---|---|")
-    for name, secs, mem in builds:
-        print("| %s | %.1f | %.0f |" % (name, secs, mem))
-    print("\n### peers search (single thread, batch of 1,000 queries, k=10)\n")
-    print("| library | ef | recall@10 | QPS |")
-    print("|---|---|---|---|")
-    for row in rows:
-        print(fmt_row(row))
 
 
 if __name__ == "__main__":
