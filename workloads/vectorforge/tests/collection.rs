@@ -267,14 +267,23 @@ fn restart_recovers_snapshot_plus_wal_without_rebuilding_the_graph() {
     let p6 = c.retrieve(&[6.into()], true, true);
     assert_eq!(p6[0].payload.as_ref().unwrap()["tag"], json!("x"));
     assert_eq!(p6[0].vector.as_ref().unwrap(), &pts[6].vector);
-    // every point is found as its own nearest neighbour, indexed or not
-    for p in pts
-        .iter()
-        .filter(|p| p.id != 5.into() && p.id != 450.into())
-        .step_by(7)
-    {
+    // points of the WAL tail (scored exactly) are always their own nearest neighbour;
+    // graph points nearly always (a parallel HNSW build can leave a rare node poorly
+    // linked, so this is a recall bound, not an identity)
+    let live = |p: &&PointStruct| p.id != 5.into() && p.id != 450.into();
+    for p in pts[400..].iter().filter(live) {
         assert_eq!(search(&c, &p.vector, 1, None)[0].id, p.id);
     }
+    let graph: Vec<&PointStruct> = pts[..400].iter().filter(live).collect();
+    let found = graph
+        .iter()
+        .filter(|p| search(&c, &p.vector, 1, None)[0].id == p.id)
+        .count();
+    assert!(
+        found * 100 >= graph.len() * 95,
+        "{found}/{} graph points found themselves",
+        graph.len()
+    );
     let g3 =
         Filter::from_json(&json!({"must": {"key": "group", "match": {"value": "g3"}}})).unwrap();
     assert_eq!(c.count(Some(&g3)), 60);
