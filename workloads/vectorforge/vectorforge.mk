@@ -29,7 +29,7 @@ test-vectorforge: $(GLOVE_NPY) ## vectorforge unit/property tests, 50-round SIGK
 soak-vectorforge: ## crash test with many more SIGKILL rounds (VF_SOAK_ROUNDS, default 1000)
 	VF_CRASH_ROUNDS=$(VF_SOAK_ROUNDS) $(VF_CARGO) test --release -p vectorforge --test crash -- --nocapture
 
-bench-ann: $(GLOVE_NPY) $(VENV_BENCH)/.stamp ## vectorforge vs faiss/hnswlib/usearch on GloVe: recall@10 vs QPS, build time, memory, filtered search
+bench-ann: $(GLOVE_NPY) venv-bench ## vectorforge vs faiss/hnswlib/usearch on GloVe: recall@10 vs QPS, build time, memory, filtered search
 	VECTORFORGE_GLOVE=$(GLOVE_NPY) $(VF_CARGO) bench -p vectorforge --bench ann
 	$(PY_BENCH) $(ROOT)/workloads/vectorforge/bench/peers.py $(GLOVE_NPY)
 
