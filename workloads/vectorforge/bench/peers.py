@@ -122,7 +122,7 @@ def run_usearch(base, qn, truth, efs, threads, builds, rows):
     t = time.perf_counter()
     ui = Index(ndim=base.shape[1], metric="cos", dtype="f32", connectivity=16, expansion_add=200)
     ui.add(np.arange(len(base)), base, threads=threads)
-    builds.append(("usearch %s" % usearch.VERSION, time.perf_counter() - t, rss_mib() - r0))
+    builds.append(("usearch %s" % getattr(usearch, "__version__", getattr(usearch, "VERSION", "?")), time.perf_counter() - t, rss_mib() - r0))
     progress("build %s: %.1f s" % builds[-1][:2])
     for ef in efs:
         ui.expansion_search = ef

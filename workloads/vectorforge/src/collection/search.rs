@@ -17,7 +17,10 @@ use super::core::{Core, State};
 use crate::distance;
 use crate::error::{Error, Result};
 use crate::filter::{Filter, FilterContext, check};
-use crate::hnsw::Scored;
+use crate::hnsw::{Scored, prefetch};
+
+/// How many points ahead an exact scan starts loading vectors.
+const PREFETCH_AHEAD: usize = 8;
 use crate::storage::VectorSource;
 use crate::types::{Distance, Offset, PointId, Record, ScoredPoint};
 
@@ -167,15 +170,23 @@ impl Collection {
 
         let mut found: Vec<Scored> =
             if req.exact || matching <= self.config.hnsw.full_scan_threshold || indexed == 0 {
+                // Matching points lie scattered over storage: gather their offsets, then
+                // score them with the vectors a few points ahead already being loaded.
+                let offs: Vec<Offset> = cand
+                    .set(&st)
+                    .iter()
+                    .filter(|&off| cand.exact || cand.accepts(&st, off))
+                    .collect();
                 let mut heap = BinaryHeap::with_capacity(k + 1);
-                for off in cand.set(&st).iter() {
-                    if cand.exact || cand.accepts(&st, off) {
-                        push_top(
-                            &mut heap,
-                            k,
-                            Scored(dist(&q, core.vectors.vector(off)), off),
-                        );
+                for (i, &off) in offs.iter().enumerate() {
+                    if let Some(&ahead) = offs.get(i + PREFETCH_AHEAD) {
+                        prefetch(core.vectors.vector(ahead));
                     }
+                    push_top(
+                        &mut heap,
+                        k,
+                        Scored(dist(&q, core.vectors.vector(off)), off),
+                    );
                 }
                 heap.into_vec()
             } else {

@@ -9,7 +9,7 @@ mod persist;
 mod search;
 
 pub use persist::NONE;
-pub use search::Scored;
+pub use search::{Scored, prefetch};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

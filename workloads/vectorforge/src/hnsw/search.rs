@@ -136,18 +136,23 @@ impl Hnsw {
                 f32::INFINITY
             };
             let mut buf = Vec::with_capacity(self.links.m0);
+            let mut fresh = Vec::with_capacity(self.links.m0);
             while let Some(Reverse(c)) = cand.pop() {
                 if c.0 > bound {
                     break;
                 }
                 self.links.read(c.1, level, &mut buf);
-                for &nb in &buf {
+                // only neighbours not seen yet are scored: load just their vectors
+                fresh.clear();
+                fresh.extend(
+                    buf.iter()
+                        .copied()
+                        .filter(|&nb| (nb as usize) < n && visited.insert(nb)),
+                );
+                for &nb in &fresh {
                     prefetch(vecs.vector(nb));
                 }
-                for &nb in &buf {
-                    if (nb as usize) >= n || !visited.insert(nb) {
-                        continue;
-                    }
+                for &nb in &fresh {
                     let d = (self.dist)(q, vecs.vector(nb));
                     if d < bound || res.len() < ef {
                         cand.push(Reverse(Scored(d, nb)));
@@ -170,7 +175,7 @@ impl Hnsw {
 
 /// Asks the CPU to start loading a vector that is about to be scored.
 #[inline(always)]
-fn prefetch(v: &[f32]) {
+pub fn prefetch(v: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: prefetching is a hint and never faults, whatever the address.
     unsafe {
