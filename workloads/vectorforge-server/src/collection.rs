@@ -105,8 +105,8 @@ pub struct Info {
     pub stored_vectors: usize,
     pub all_indexed: bool,
     pub last_seq: u64,
-    /// Field → (type, points with a value).
-    pub payload_schema: Vec<(String, PayloadSchemaType, usize)>,
+    /// Indexed payload fields and their types.
+    pub indexed_fields: Vec<(String, PayloadSchemaType)>,
 }
 
 impl std::fmt::Debug for PointsCollection {
@@ -139,7 +139,8 @@ fn engine_dir(dir: &Path, index: usize) -> PathBuf {
     dir.join("vectors").join(index.to_string())
 }
 
-fn io(path: &Path, e: std::io::Error) -> ApiError {
+/// An I/O failure on `path` as a 500.
+pub(crate) fn io(path: &Path, e: std::io::Error) -> ApiError {
     ApiError::internal(format!("Service internal error: {}: {e}", path.display()))
 }
 
@@ -493,15 +494,14 @@ impl PointsCollection {
     pub fn search(
         &self,
         using: &str,
-        req: &SearchRequest,
+        mut req: SearchRequest,
         vectors: &VectorSelection,
     ) -> ApiResult<Vec<PointOut>> {
         let engine = self.engine(using)?;
         let only_own = matches!(vectors, VectorSelection::Names(n) if n.len() == 1 && n[0] == using)
             || (matches!(vectors, VectorSelection::All) && self.engines.len() == 1);
-        let mut r = req.clone();
-        r.with_vector = only_own;
-        let hits = engine.search(&r)?;
+        req.with_vector = only_own;
+        let hits = engine.search(&req)?;
         let mut out: Vec<PointOut> = hits
             .into_iter()
             .map(|h| PointOut {
@@ -625,27 +625,32 @@ impl PointsCollection {
 
     pub fn info(&self) -> Info {
         let infos: Vec<_> = self.engines.iter().map(|(_, e)| e.info()).collect();
-        let primary = &infos[0];
-        let payload_schema = primary
+        Info {
+            points: infos[0].points,
+            indexed_vectors: infos.iter().map(|i| i.indexed_vectors).sum(),
+            stored_vectors: infos.iter().map(|i| i.stored_vectors).sum(),
+            all_indexed: infos.iter().all(|i| i.indexed_vectors >= i.stored_vectors),
+            last_seq: infos.iter().map(|i| i.last_seq).max().unwrap_or(0),
+            indexed_fields: infos[0].indexed_fields.clone(),
+        }
+    }
+
+    /// Indexed payload fields with their types and how many points have a value there
+    /// (one count query per field: for CollectionInfo, not for metrics).
+    pub fn payload_schema(&self) -> Vec<(String, PayloadSchemaType, usize)> {
+        self.primary()
+            .info()
             .indexed_fields
-            .iter()
+            .into_iter()
             .map(|(key, kind)| {
                 let has = Filter::from_json(
                     &serde_json::json!({"must_not": [{"is_empty": {"key": key}}]}),
                 )
                 .map(|f| self.count(Some(&f)))
                 .unwrap_or(0);
-                (key.clone(), *kind, has)
+                (key, kind, has)
             })
-            .collect();
-        Info {
-            points: primary.points,
-            indexed_vectors: infos.iter().map(|i| i.indexed_vectors).sum(),
-            stored_vectors: infos.iter().map(|i| i.stored_vectors).sum(),
-            all_indexed: infos.iter().all(|i| i.indexed_vectors >= i.stored_vectors),
-            last_seq: infos.iter().map(|i| i.last_seq).max().unwrap_or(0),
-            payload_schema,
-        }
+            .collect()
     }
 
     /// Operations applied since the newest collection-wide snapshot (the WAL to replay).
@@ -850,7 +855,7 @@ mod tests {
                 with_payload: true,
                 ..Default::default()
             };
-            c.search("a", &req, &VectorSelection::All).unwrap()
+            c.search("a", req, &VectorSelection::All).unwrap()
         };
         let hit = &near(&c)[0];
         assert_eq!(hit.id, PointId::Num(10));

@@ -28,7 +28,8 @@ pub struct HnswDiff {
 }
 
 impl HnswDiff {
-    fn apply(&self, base: &mut HnswConfig) {
+    /// Overrides the fields of `base` that this diff sets.
+    pub fn apply(&self, base: &mut HnswConfig) {
         if let Some(m) = self.m {
             base.m = m;
         }

@@ -72,12 +72,7 @@ fn bootstrap(reg: &Registry, b: &Bootstrap, cfg: &ServerConfig) -> anyhow::Resul
             )
             .map_err(|e| anyhow::anyhow!("creating collection {}: {e}", b.name))?,
     };
-    let have: Vec<(String, PayloadSchemaType)> = c
-        .info()
-        .payload_schema
-        .into_iter()
-        .map(|(k, t, _)| (k, t))
-        .collect();
+    let have = c.info().indexed_fields;
     for (key, kind) in &b.payload_indexes {
         if !have.iter().any(|(k, t)| k == key && t == kind) {
             c.write(Write::CreateIndex {

@@ -323,18 +323,7 @@ pub fn create_params(
     };
     let mut hnsw = defaults.hnsw.clone();
     if let Some(d) = hnsw_diff(r.hnsw_config.as_ref(), "hnsw_config")? {
-        if let Some(m) = d.m {
-            hnsw.m = m;
-        }
-        if let Some(e) = d.ef_construct {
-            hnsw.ef_construct = e;
-        }
-        if let Some(t) = d.full_scan_threshold {
-            hnsw.full_scan_threshold = t;
-        }
-        if let Some(e) = d.ef {
-            hnsw.ef = e;
-        }
+        d.apply(&mut hnsw);
     }
     Ok(CollectionParams {
         vectors,
@@ -346,7 +335,12 @@ pub fn create_params(
     })
 }
 
-pub fn collection_info(name: &str, info: Info, p: &CollectionParams) -> pb::CollectionInfo {
+pub fn collection_info(
+    name: &str,
+    info: Info,
+    schema: Vec<(String, PayloadSchemaType, usize)>,
+    p: &CollectionParams,
+) -> pb::CollectionInfo {
     let (vector, named_vectors) = if p.is_unnamed() {
         (
             p.vectors.get(DEFAULT_VECTOR).map(vector_params_out),
@@ -371,8 +365,7 @@ pub fn collection_info(name: &str, info: Info, p: &CollectionParams) -> pb::Coll
         vector,
         named_vectors,
         hnsw_config: Some(hnsw_out(&p.hnsw)),
-        payload_indexes: info
-            .payload_schema
+        payload_indexes: schema
             .into_iter()
             .map(|(field_name, t, n)| pb::PayloadIndexInfo {
                 field_name,

@@ -223,19 +223,10 @@ fn write_response(seq: u64) -> pb::WriteResponse {
 /// Checks a query against its vector space before it runs (dimension, finite values).
 fn check_query(c: &PointsCollection, q: &convert::Query, index: usize) -> ApiResult<()> {
     let at = |e: ApiError| ApiError::new(e.status, format!("searches[{index}]: {}", e.message));
-    let dim = c.engine(&q.using).map_err(at)?.config().dim;
-    if q.req.vector.len() != dim {
-        return Err(at(ApiError::bad_request(format!(
-            "Wrong input: query vector: wrong dimension, expected {dim}, got {}",
-            q.req.vector.len()
-        ))));
-    }
-    if let Some(i) = q.req.vector.iter().position(|x| !x.is_finite()) {
-        return Err(at(ApiError::bad_request(format!(
-            "Wrong input: query vector has a non-finite component at index {i}"
-        ))));
-    }
-    Ok(())
+    let engine = c.engine(&q.using).map_err(at)?;
+    engine
+        .check_query(&q.req.vector)
+        .map_err(|e| at(ApiError::from(e)))
 }
 
 #[tonic::async_trait]
@@ -260,8 +251,14 @@ impl pb::vector_service_server::VectorService for VectorApi {
     ) -> Result<Response<pb::CollectionInfo>, Status> {
         self.unary("GetCollection", req, |r| async move {
             let c = self.collection(&r.collection_name)?;
-            let (info, params) = blocking(move || Ok((c.info(), c.params()))).await?;
-            Ok(convert::collection_info(&r.collection_name, info, &params))
+            let (info, schema, params) =
+                blocking(move || Ok((c.info(), c.payload_schema(), c.params()))).await?;
+            Ok(convert::collection_info(
+                &r.collection_name,
+                info,
+                schema,
+                &params,
+            ))
         })
         .await
     }
@@ -382,7 +379,7 @@ impl pb::vector_service_server::VectorService for VectorApi {
         self.unary("Search", req, |r| async move {
             let c = self.collection(&r.collection_name)?;
             let q = convert::query(r)?;
-            let hits = blocking(move || c.search(&q.using, &q.req, &q.vectors)).await?;
+            let hits = blocking(move || c.search(&q.using, q.req, &q.vectors)).await?;
             Ok(pb::SearchResponse {
                 result: hits.into_iter().map(convert::scored_out).collect(),
             })
@@ -435,7 +432,7 @@ impl pb::vector_service_server::VectorService for VectorApi {
             .map(move |(i, q)| {
                 let c = c.clone();
                 async move {
-                    let hits = blocking(move || c.search(&q.using, &q.req, &q.vectors)).await?;
+                    let hits = blocking(move || c.search(&q.using, q.req, &q.vectors)).await?;
                     Ok(pb::SearchBatchResult {
                         index: i as u32,
                         result: hits.into_iter().map(convert::scored_out).collect(),

@@ -26,20 +26,10 @@ pub async fn exists(State(st): State<AppState>, Path(name): Path<String>) -> Api
     reply(json!({"exists": st.registry.exists(&name)}))
 }
 
-fn schema_name(k: PayloadSchemaType) -> &'static str {
-    match k {
-        PayloadSchemaType::Keyword => "keyword",
-        PayloadSchemaType::Integer => "integer",
-        PayloadSchemaType::Float => "float",
-        PayloadSchemaType::Bool => "bool",
-        PayloadSchemaType::Datetime => "datetime",
-        PayloadSchemaType::Uuid => "uuid",
-    }
-}
-
 pub async fn get_one(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Reply> {
     let c = st.registry.get(&name)?;
-    let (info, p) = blocking(move || Ok((c.info(), c.params()))).await?;
+    let (info, schema, p) =
+        blocking(move || Ok((c.info(), c.payload_schema(), c.params()))).await?;
     let mut optimizer = json!({
         "deleted_threshold": 0.2,
         "vacuum_min_vector_number": 1000,
@@ -55,15 +45,9 @@ pub async fn get_one(State(st): State<AppState>, Path(name): Path<String>) -> Ap
             o.insert(k.clone(), v.clone());
         }
     }
-    let schema: serde_json::Map<String, Value> = info
-        .payload_schema
-        .iter()
-        .map(|(k, t, n)| {
-            (
-                k.clone(),
-                json!({"data_type": schema_name(*t), "params": null, "points": n}),
-            )
-        })
+    let schema: serde_json::Map<String, Value> = schema
+        .into_iter()
+        .map(|(k, t, n)| (k, json!({"data_type": t, "params": null, "points": n})))
         .collect();
     reply(json!({
         "status": if info.all_indexed { "green" } else { "yellow" },
@@ -154,18 +138,7 @@ fn params_from(
     if let Some(h) = body.get("hnsw_config").filter(|v| !v.is_null()) {
         let diff: HnswDiff = serde_json::from_value(h.clone())
             .map_err(|e| ApiError::bad_request(format!("Wrong input: hnsw_config: {e}")))?;
-        if let Some(m) = diff.m {
-            hnsw.m = m;
-        }
-        if let Some(e) = diff.ef_construct {
-            hnsw.ef_construct = e;
-        }
-        if let Some(t) = diff.full_scan_threshold {
-            hnsw.full_scan_threshold = t;
-        }
-        if let Some(e) = diff.ef {
-            hnsw.ef = e;
-        }
+        diff.apply(&mut hnsw);
     }
     Ok(CollectionParams {
         vectors,
@@ -242,7 +215,8 @@ pub async fn delete(State(st): State<AppState>, Path(name): Path<String>) -> Api
     reply(existed)
 }
 
-fn wait_param(q: &HashMap<String, String>) -> bool {
+/// `?wait=true` of a write request.
+pub(super) fn wait_param(q: &HashMap<String, String>) -> bool {
     q.get("wait").is_some_and(|w| w == "true")
 }
 
@@ -276,10 +250,6 @@ pub async fn delete_index(
     let c = st.registry.get(&name)?;
     let seq = blocking(move || c.write(Write::DropIndex { key: field })).await?;
     reply(update_result(seq, wait_param(&q)))
-}
-
-pub(super) fn wait_of(q: &HashMap<String, String>) -> bool {
-    wait_param(q)
 }
 
 #[cfg(test)]

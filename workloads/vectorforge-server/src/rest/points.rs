@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 use vectorforge::{Payload, PointId};
 
-use super::collections::wait_of;
+use super::collections::wait_param;
 use super::models::{self, PayloadSelector};
 use super::{AppState, Body, Reply, blocking, reply, update_result};
 use crate::collection::{NamedPoint, Selector, VectorSelection, Write};
@@ -121,7 +121,7 @@ async fn write(
 ) -> ApiResult<Reply> {
     let c = st.registry.get(name)?;
     let seq = blocking(move || c.write(w)).await?;
-    reply(update_result(seq, wait_of(q)))
+    reply(update_result(seq, wait_param(q)))
 }
 
 pub async fn upsert(

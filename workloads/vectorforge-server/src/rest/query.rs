@@ -180,15 +180,16 @@ fn query_plan(body: &Value) -> ApiResult<Plan> {
 
 /// Runs one plan against a collection (blocking).
 fn run(c: &PointsCollection, mut plan: Plan) -> ApiResult<Vec<PointOut>> {
-    let exclude = match &plan.target {
+    // the target moves into the request (a query vector is not copied)
+    let exclude = match std::mem::replace(&mut plan.target, Target::None) {
         Target::Vector(v) => {
-            plan.req.vector = v.clone();
+            plan.req.vector = v;
             None
         }
         Target::Point(id) => {
             let engine = c.engine(&plan.using)?;
             let rec = engine
-                .retrieve(&[*id], false, true)
+                .retrieve(&[id], false, true)
                 .pop()
                 .and_then(|r| r.vector)
                 .ok_or_else(|| {
@@ -196,7 +197,7 @@ fn run(c: &PointsCollection, mut plan: Plan) -> ApiResult<Vec<PointOut>> {
                 })?;
             plan.req.vector = rec;
             plan.req.limit = plan.req.limit.saturating_add(1);
-            Some(*id)
+            Some(id)
         }
         Target::None => {
             // no query: points in id order, like scroll (offset counts points)
@@ -220,7 +221,7 @@ fn run(c: &PointsCollection, mut plan: Plan) -> ApiResult<Vec<PointOut>> {
         }
     };
     let limit = plan.req.limit;
-    let mut hits = c.search(&plan.using, &plan.req, &plan.vectors)?;
+    let mut hits = c.search(&plan.using, plan.req, &plan.vectors)?;
     if let Some(id) = exclude {
         hits.retain(|h| h.id != id);
         hits.truncate(limit.saturating_sub(1));

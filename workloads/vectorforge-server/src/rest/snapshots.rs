@@ -15,13 +15,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{AppState, Body, Reply, blocking, reply};
+use crate::collection::io;
 use crate::error::{ApiError, ApiResult};
 
 const EXT: &str = ".snapshot";
-
-fn io(p: &FsPath, e: std::io::Error) -> ApiError {
-    ApiError::internal(format!("Service internal error: {}: {e}", p.display()))
-}
 
 fn sha256_file(p: &FsPath) -> ApiResult<String> {
     let mut f = std::fs::File::open(p).map_err(|e| io(p, e))?;

@@ -137,7 +137,9 @@ fn push_top(heap: &mut BinaryHeap<Scored>, k: usize, s: Scored) {
 }
 
 impl Collection {
-    fn prepare_query(&self, v: &[f32]) -> Result<Vec<f32>> {
+    /// Checks a query vector (dimension, finite components) without searching, e.g. to
+    /// refuse a batch before any of its results are sent.
+    pub fn check_query(&self, v: &[f32]) -> Result<()> {
         if v.len() != self.config.dim {
             return Err(Error::WrongQueryDimension {
                 expected: self.config.dim,
@@ -147,6 +149,11 @@ impl Collection {
         if let Some(index) = v.iter().position(|x| !x.is_finite()) {
             return Err(Error::NonFiniteQuery { index });
         }
+        Ok(())
+    }
+
+    fn prepare_query(&self, v: &[f32]) -> Result<Vec<f32>> {
+        self.check_query(v)?;
         let mut q = v.to_vec();
         if self.config.distance == Distance::Cosine {
             distance::normalize(&mut q);
