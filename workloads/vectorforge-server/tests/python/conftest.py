@@ -44,11 +44,12 @@ def free_port(exclude=()):
 class VectorforgeServer:
     """One vectorforge process bound to fixed ports and a fixed data dir (restartable)."""
 
-    def __init__(self, data_dir, log_path, api_key=None, name="vectorforge"):
+    def __init__(self, data_dir, log_path, api_key=None, name="vectorforge", env=None):
         self.name = name
         self.data_dir = str(data_dir)
         self.log_path = str(log_path)
         self.api_key = api_key
+        self.extra_env = dict(env or {})
         self.http_port = free_port()
         self.grpc_port = free_port(exclude=(self.http_port,))
         self.url = f"http://127.0.0.1:{self.http_port}"
@@ -73,6 +74,7 @@ class VectorforgeServer:
         env = dict(os.environ)
         for k in [k for k in env if k.startswith("VECTORFORGE_")]:
             env.pop(k)  # the command line decides (API key, start collection, ...), never the caller's shell
+        env.update(self.extra_env)
         env.setdefault("RUST_LOG", "info")
         env.setdefault("NO_COLOR", "1")
         env.setdefault("RUST_BACKTRACE", "1")
@@ -160,11 +162,11 @@ class VectorforgeServer:
         return f"[{self.log_path}, last {min(lines, len(text))} lines]\n" + "\n".join(text[-lines:])
 
 
-def make_server(tmp_path_factory, name, api_key=None):
+def make_server(tmp_path_factory, name, api_key=None, env=None):
     base = tmp_path_factory.mktemp(name)
     data = base / "data"
     data.mkdir()
-    return VectorforgeServer(data, base / "vectorforge.log", api_key=api_key, name=name)
+    return VectorforgeServer(data, base / "vectorforge.log", api_key=api_key, name=name, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -181,8 +183,8 @@ def server_factory(tmp_path_factory):
     """Starts extra servers (e.g. with an API key); all are stopped after the test."""
     started = []
 
-    def factory(name="vf-extra", api_key=None):
-        srv = make_server(tmp_path_factory, name, api_key=api_key).start()
+    def factory(name="vf-extra", api_key=None, env=None):
+        srv = make_server(tmp_path_factory, name, api_key=api_key, env=env).start()
         started.append(srv)
         return srv
 
