@@ -13,9 +13,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use clap::Parser;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use futures::channel::mpsc;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
@@ -23,7 +22,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use modelhub_operator::api::{InferenceService, TrafficPolicy, VectorCollection};
 use modelhub_operator::builders::Images;
-use modelhub_operator::builders::common::{MANAGED_BY, MANAGED_BY_LABEL};
+use modelhub_operator::controllers::owned::{Owned, Triggers, Writers};
 use modelhub_operator::controllers::{self, Context, error_policy};
 use modelhub_operator::leader::LeaseLock;
 use modelhub_operator::metrics::Metrics;
@@ -118,24 +117,34 @@ where
     }
 }
 
-/// Runs the three controllers until `stop` is cancelled.
+/// Runs the three controllers and the watches of their children until `stop` is
+/// cancelled.
 async fn run_controllers(
     client: Client,
     ns: Option<String>,
     concurrency: u16,
     ctx: Arc<Context>,
+    writers: Writers,
     stop: CancellationToken,
 ) {
-    let ns = ns.as_deref();
+    let nsr = ns.as_deref();
     let config = || controller::Config::default().concurrency(concurrency);
-    let children = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"));
+    // Child events reach their owner's controller through these queues, from the watch
+    // that also fills the cache (controllers/owned.rs).
+    let (vc_tx, vc_rx) = mpsc::unbounded();
+    let (isvc_tx, isvc_rx) = mpsc::unbounded();
+    let (tp_tx, tp_rx) = mpsc::unbounded();
+    let triggers = Triggers {
+        vector_collections: vc_tx,
+        inference_services: isvc_tx,
+        traffic_policies: tp_tx,
+    };
     let vc = Controller::new(
-        api::<VectorCollection>(&client, ns),
+        api::<VectorCollection>(&client, nsr),
         watcher::Config::default(),
     )
     .with_config(config())
-    .owns(api::<StatefulSet>(&client, ns), children.clone())
-    .owns(api::<Service>(&client, ns), children.clone())
+    .reconcile_on(vc_rx)
     .graceful_shutdown_on(stop.clone().cancelled_owned())
     .run(
         controllers::vector_collection::reconcile,
@@ -144,11 +153,11 @@ async fn run_controllers(
     )
     .for_each(|r| log_result("VectorCollection", r));
     let isvc = Controller::new(
-        api::<InferenceService>(&client, ns),
+        api::<InferenceService>(&client, nsr),
         watcher::Config::default(),
     )
     .with_config(config())
-    .owns(api::<StatefulSet>(&client, ns), children.clone())
+    .reconcile_on(isvc_rx)
     .graceful_shutdown_on(stop.clone().cancelled_owned())
     .run(
         controllers::inference_service::reconcile,
@@ -156,16 +165,30 @@ async fn run_controllers(
         ctx.clone(),
     )
     .for_each(|r| log_result("InferenceService", r));
-    let tp = Controller::new(
-        api::<TrafficPolicy>(&client, ns),
+    let tp_controller = Controller::new(
+        api::<TrafficPolicy>(&client, nsr),
         watcher::Config::default(),
-    )
-    .with_config(config())
-    .owns(api::<Deployment>(&client, ns), children)
-    .graceful_shutdown_on(stop.cancelled_owned())
-    .run(controllers::traffic_policy::reconcile, error_policy, ctx)
-    .for_each(|r| log_result("TrafficPolicy", r));
-    tokio::join!(vc, isvc, tp);
+    );
+    let policies = tp_controller.store();
+    let tp = tp_controller
+        .with_config(config())
+        .reconcile_on(tp_rx)
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(
+            controllers::traffic_policy::reconcile,
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|r| log_result("TrafficPolicy", r));
+    let watches = ctx
+        .owned
+        .clone()
+        .watch(client.clone(), ns.clone(), writers, triggers, policies);
+    // The controllers end on `stop`; the watches end with them.
+    tokio::select! {
+        _ = async { tokio::join!(vc, isvc, tp) } => {}
+        () = watches => tracing::error!("the watches of the children ended"),
+    }
 }
 
 #[tokio::main]
@@ -224,11 +247,13 @@ async fn main() -> anyhow::Result<()> {
         pull_policy: args.image_pull_policy.clone(),
         ..Images::with_tag(&args.image_registry, &args.image_tag)
     };
+    let (owned, writers) = Owned::new();
     let ctx = Arc::new(Context::new(
         client.clone(),
         images,
         metrics.clone(),
         reporter,
+        Arc::new(owned),
     ));
 
     let lock = args.leader_elect.then(|| {
@@ -284,7 +309,7 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(SHUTDOWN_GRACE).await;
         };
         tokio::select! {
-            () = run_controllers(client.clone(), args.namespace.clone(), args.concurrency, ctx, controllers_stop.clone()) => {}
+            () = run_controllers(client.clone(), args.namespace.clone(), args.concurrency, ctx, writers, controllers_stop.clone()) => {}
             () = grace => {
                 tracing::warn!(grace = ?SHUTDOWN_GRACE, "controllers did not stop within the grace period; exiting");
             }

@@ -1,5 +1,6 @@
-//! The operator's Prometheus metrics: reconciles, errors and durations per kind, and
-//! whether this replica holds the leader lease.
+//! The operator's Prometheus metrics: reconciles, errors and durations per kind, child
+//! applies (written or skipped as unchanged), and whether this replica holds the leader
+//! lease.
 
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -9,6 +10,7 @@ pub struct Metrics {
     pub reconciles: IntCounterVec,
     pub reconcile_errors: IntCounterVec,
     pub reconcile_duration: HistogramVec,
+    pub child_applies: IntCounterVec,
     pub leader: IntGauge,
 }
 
@@ -37,16 +39,26 @@ impl Metrics {
             ]),
             &["kind"],
         )?;
+        let child_applies = IntCounterVec::new(
+            Opts::new(
+                "child_applies_total",
+                "Child objects reconciled, by kind and result (applied: a server-side apply \
+                 was sent; skipped: the cache showed it unchanged)",
+            ),
+            &["kind", "result"],
+        )?;
         let leader = IntGauge::new("leader", "1 while this replica holds the leader lease")?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(reconcile_errors.clone()))?;
         registry.register(Box::new(reconcile_duration.clone()))?;
+        registry.register(Box::new(child_applies.clone()))?;
         registry.register(Box::new(leader.clone()))?;
         Ok(Self {
             registry,
             reconciles,
             reconcile_errors,
             reconcile_duration,
+            child_applies,
             leader,
         })
     }

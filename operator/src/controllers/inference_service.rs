@@ -10,8 +10,9 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, Observed};
+use super::owned::apply;
 use super::vector_collection::rolled_out;
-use super::{Context, Error, apply, instrumented, patch_status, publish_transitions};
+use super::{Context, Error, instrumented, patch_status, publish_transitions};
 use crate::api::{InferenceService, InferenceServiceStatus, condition_type};
 use crate::builders::common::{selector_labels, selector_string};
 use crate::builders::inference_service::{self as build, HTTP_PORT, WORKLOAD};
@@ -25,12 +26,13 @@ async fn reconcile_inner(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Resu
     isvc.uid().ok_or(Error::MissingObjectKey("uid"))?;
     let client = &ctx.client;
     let children = build::build(&isvc, &ctx.images);
-    // The workload first, so pods start while the Services get their cluster IPs.
-    let sts = apply(client, &children.statefulset).await?;
-    tokio::try_join!(
-        apply(client, &children.headless_service),
-        apply(client, &children.service),
-        apply(client, &children.pdb),
+    // Every child at once; children unchanged since the last apply cost no write.
+    let c = ctx.as_ref();
+    let (sts, _, _, _) = tokio::try_join!(
+        apply(c, &children.statefulset),
+        apply(c, &children.headless_service),
+        apply(c, &children.service),
+        apply(c, &children.pdb),
     )?;
 
     let previous = isvc.status.clone().unwrap_or_default();

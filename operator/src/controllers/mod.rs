@@ -3,11 +3,13 @@
 //! Events and the per-object error backoff.
 //!
 //! Every reconcile follows the same path: build the desired children (pure builders),
-//! apply them all with server-side apply, delete the children that are no longer
-//! desired, then compute the status from the children's real status and write it.
+//! apply them all with server-side apply (skipped for children the cache shows
+//! unchanged, see [`owned`]), delete the children that are no longer desired, then
+//! compute the status from the children's real status and write it if it changed.
 
 pub mod conditions;
 pub mod inference_service;
+pub mod owned;
 pub mod traffic_policy;
 pub mod vector_collection;
 
@@ -17,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::NamespaceResourceScope;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
@@ -61,16 +63,25 @@ pub struct Context {
     pub images: Images,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// The cached children and what was last applied to them.
+    pub owned: Arc<owned::Owned>,
     backoff: Backoff,
 }
 
 impl Context {
-    pub fn new(client: Client, images: Images, metrics: Arc<Metrics>, reporter: Reporter) -> Self {
+    pub fn new(
+        client: Client,
+        images: Images,
+        metrics: Arc<Metrics>,
+        reporter: Reporter,
+        owned: Arc<owned::Owned>,
+    ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             images,
             metrics,
+            owned,
             backoff: Backoff::default(),
         }
     }
@@ -104,23 +115,54 @@ impl Context {
     }
 }
 
-/// Publishes one Event per condition whose status changed between `before` and
-/// `after`: Warning when a resource becomes Degraded, Normal otherwise.
+/// Publishes one Event when conditions changed between `before` and `after`: Warning
+/// when the resource became Degraded, Normal otherwise; the note lists every change.
+/// (One Event per reconcile, not per condition: a burst of new resources would
+/// otherwise write three Events each.)
 pub async fn publish_transitions<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
     before: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
     after: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
 ) {
-    for c in conditions::transitions(before, after) {
-        let type_ = if c.type_ == crate::api::condition_type::DEGRADED && c.status == "True" {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        };
-        let note = format!("{} is {}: {}", c.type_, c.status, c.message);
-        ctx.publish(obj, type_, &c.reason, "Reconcile", note).await;
+    if let Some((type_, reason, note)) = transition_event(before, after) {
+        ctx.publish(obj, type_, &reason, "Reconcile", note).await;
     }
+}
+
+/// The Event summarising the condition changes, if any: the type, the reason of the
+/// most telling change (Degraded, then Ready, then the rest) and a note listing all.
+fn transition_event(
+    before: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    after: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> Option<(EventType, String, String)> {
+    use crate::api::condition_type::{DEGRADED, READY};
+    let changed = conditions::transitions(before, after);
+    let degraded = changed
+        .iter()
+        .any(|c| c.type_ == DEGRADED && c.status == "True");
+    let lead = changed.iter().min_by_key(|c| match c.type_.as_str() {
+        DEGRADED => 0,
+        READY => 1,
+        _ => 2,
+    })?;
+    let note = changed
+        .iter()
+        .map(|c| {
+            if c.message.is_empty() {
+                format!("{} is {} ({})", c.type_, c.status, c.reason)
+            } else {
+                format!("{} is {} ({}): {}", c.type_, c.status, c.reason, c.message)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let type_ = if degraded {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    Some((type_, lead.reason.clone(), note))
 }
 
 /// Exponential per-object requeue delay after failed reconciles: 1 s, 2 s, 4 s, ... 5 min.
@@ -238,44 +280,6 @@ where
     Ok(api.patch(name, &params, &Patch::Apply(obj)).await?)
 }
 
-/// Deletes objects of kind `K` that match `selector`, are controlled by `owner_uid` and
-/// are not named in `keep`. Returns the deleted names.
-pub async fn prune<K>(
-    client: &Client,
-    ns: &str,
-    selector: &str,
-    owner_uid: &str,
-    keep: &BTreeSet<String>,
-) -> Result<Vec<String>, Error>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Debug
-        + DeserializeOwned,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let mut deleted = Vec::new();
-    for obj in api.list(&ListParams::default().labels(selector)).await? {
-        let name = obj.name_any();
-        let controlled = obj
-            .owner_references()
-            .iter()
-            .any(|o| o.controller == Some(true) && o.uid == owner_uid);
-        if controlled && !keep.contains(&name) {
-            let params = DeleteParams {
-                propagation_policy: Some(PropagationPolicy::Background),
-                ..DeleteParams::default()
-            };
-            match api.delete(&name, &params).await {
-                Ok(_) => deleted.push(name),
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(err) => return Err(err.into()),
-            }
-        }
-    }
-    Ok(deleted)
-}
-
 /// Writes `status` with server-side apply on the status subresource.
 pub async fn patch_status<K, S>(client: &Client, obj: &K, status: &S) -> Result<(), Error>
 where
@@ -316,6 +320,8 @@ pub fn names<'a, K: Resource + 'a>(objs: impl IntoIterator<Item = &'a K>) -> BTr
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
     use super::*;
 
     #[test]
@@ -326,5 +332,39 @@ mod tests {
         b.succeeded("k");
         assert_eq!(b.failed("k".into()).as_secs(), 1);
         assert_eq!(b.failed("other".into()).as_secs(), 1);
+    }
+
+    fn cond(type_: &str, status: &str, reason: &str) -> Condition {
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: String::new(),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+            observed_generation: None,
+        }
+    }
+
+    #[test]
+    fn one_event_sums_up_all_condition_changes() {
+        let before = [cond("Ready", "True", "AllShardsReady")];
+        let after = [
+            cond("Ready", "False", "ShardsNotReady"),
+            cond("Progressing", "True", "WaitingForPods"),
+            cond("Degraded", "True", "QuorumLost"),
+        ];
+        let (type_, reason, note) = transition_event(&before, &after).unwrap();
+        assert_eq!(type_, EventType::Warning);
+        assert_eq!(reason, "QuorumLost");
+        assert_eq!(
+            note,
+            "Ready is False (ShardsNotReady); Progressing is True (WaitingForPods); \
+             Degraded is True (QuorumLost)"
+        );
+        let (type_, reason, _) = transition_event(&[], &after[..2]).unwrap();
+        assert_eq!((type_, reason.as_str()), (EventType::Normal, "ShardsNotReady"));
+        assert!(transition_event(&after, &after).is_none());
     }
 }

@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::Api;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, Observed};
-use super::{Context, Error, apply, instrumented, patch_status, publish_transitions};
+use super::owned::apply;
+use super::{Context, Error, instrumented, patch_status, publish_transitions};
 use crate::api::{
-    BackendWeight, InferenceService, RolloutPhase, TrafficPolicy, TrafficPolicySpec,
-    TrafficPolicyStatus, condition_type,
+    BackendWeight, RolloutPhase, TrafficPolicy, TrafficPolicySpec, TrafficPolicyStatus,
+    condition_type,
 };
 use crate::builders::traffic_policy::{self as build, HTTP_PORT};
 
@@ -32,28 +33,40 @@ async fn reconcile_inner(tp: Arc<TrafficPolicy>, ctx: Arc<Context>) -> Result<Ac
     tp.uid().ok_or(Error::MissingObjectKey("uid"))?;
     let client = &ctx.client;
     let children = build::build(&tp, &ctx.images);
-    tokio::try_join!(
-        apply(client, &children.service_account),
-        apply(client, &children.role),
-        apply(client, &children.role_binding),
-    )?;
-    let deployment = apply(client, &children.deployment).await?;
-    tokio::try_join!(
-        apply(client, &children.service),
-        apply(client, &children.pdb),
+    // Every child at once; children unchanged since the last apply cost no write.
+    let c = ctx.as_ref();
+    let (_, _, _, deployment, _, _) = tokio::try_join!(
+        apply(c, &children.service_account),
+        apply(c, &children.role),
+        apply(c, &children.role_binding),
+        apply(c, &children.deployment),
+        apply(c, &children.service),
+        apply(c, &children.pdb),
     )?;
 
-    let isvcs: Api<InferenceService> = Api::namespaced(client.clone(), &ns);
-    let found =
-        futures::future::try_join_all(tp.spec.backends.iter().map(|b| isvcs.get_opt(&b.service)))
-            .await?;
+    // Backends as the cache of InferenceServices sees them (once it is filled); a
+    // backend appearing or going away wakes this policy (controllers/owned.rs).
+    if ctx
+        .owned
+        .inference_services
+        .wait_until_ready()
+        .await
+        .is_err()
+    {
+        // The watch is gone: the operator is shutting down.
+        return Ok(Action::await_change());
+    }
     let missing: Vec<String> = tp
         .spec
         .backends
         .iter()
-        .zip(found)
-        .filter(|(_, f)| f.is_none())
-        .map(|(b, _)| b.service.clone())
+        .filter(|b| {
+            ctx.owned
+                .inference_services
+                .get(&ObjectRef::new(&b.service).within(&ns))
+                .is_none()
+        })
+        .map(|b| b.service.clone())
         .collect();
 
     let previous = tp.status.clone().unwrap_or_default();
@@ -62,9 +75,8 @@ async fn reconcile_inner(tp: Arc<TrafficPolicy>, ctx: Arc<Context>) -> Result<Ac
     if status != previous {
         patch_status(client, tp.as_ref(), &status).await?;
     }
-    // Backends are not watched: look again soon while one is missing.
-    let requeue = if missing.is_empty() { 300 } else { 15 };
-    Ok(Action::requeue(Duration::from_secs(requeue)))
+    // Backends are watched; the periodic requeue is a safety net.
+    Ok(Action::requeue(Duration::from_secs(300)))
 }
 
 /// Weights the gateways apply: the spec's, or with `abort` during a rollout the stable

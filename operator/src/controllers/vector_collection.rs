@@ -14,7 +14,8 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, Observed};
-use super::{Context, Error, apply, instrumented, names, patch_status, prune, publish_transitions};
+use super::owned::{apply, prune};
+use super::{Context, Error, instrumented, names, patch_status, publish_transitions};
 use crate::api::{ShardStatus, VectorCollection, VectorCollectionStatus, condition_type};
 use crate::builders::common::{selector_labels, selector_string};
 use crate::builders::vector_collection::{self as build, HTTP_PORT, WORKLOAD};
@@ -31,34 +32,32 @@ async fn reconcile_inner(vc: Arc<VectorCollection>, ctx: Arc<Context>) -> Result
     let client = &ctx.client;
     let children = build::build(&vc, &ctx.images);
 
-    // Independent writes go out together. The pods' ServiceAccount and RBAC first (pods
-    // cannot be admitted without the ServiceAccount), then the workloads so pods start
-    // while Services get their cluster IPs, then Services and budgets.
-    tokio::try_join!(
-        apply(client, &children.service_account),
-        apply(client, &children.role),
-        apply(client, &children.role_binding),
-    )?;
-    let statefulsets = try_join_all(children.statefulsets.iter().map(|s| apply(client, s))).await?;
+    // Every child goes out at once (children unchanged since the last apply cost no
+    // write). Pods of a StatefulSet created in the same instant as their ServiceAccount
+    // may be refused once by admission; the StatefulSet controller retries them.
+    let c = ctx.as_ref();
     let services = children
         .shard_services
         .iter()
         .chain([&children.client_service]);
-    tokio::try_join!(
-        try_join_all(services.map(|s| apply(client, s))),
-        try_join_all(children.pdbs.iter().map(|p| apply(client, p))),
+    let (_, _, _, statefulsets, _, _) = tokio::try_join!(
+        apply(c, &children.service_account),
+        apply(c, &children.role),
+        apply(c, &children.role_binding),
+        try_join_all(children.statefulsets.iter().map(|s| apply(c, s))),
+        try_join_all(services.map(|s| apply(c, s))),
+        try_join_all(children.pdbs.iter().map(|p| apply(c, p))),
     )?;
 
     // Children no longer desired: shards beyond spec.shards, budgets of a group shrunk
     // to one replica.
-    let selector = selector_string(&selector_labels(WORKLOAD, &name));
     let mut keep_services = names(&children.shard_services);
     keep_services.insert(name.clone());
     let (keep_sts, keep_pdbs) = (names(&children.statefulsets), names(&children.pdbs));
     let (pruned_sts, _, _) = tokio::try_join!(
-        prune::<StatefulSet>(client, &ns, &selector, &uid, &keep_sts),
-        prune::<Service>(client, &ns, &selector, &uid, &keep_services),
-        prune::<PodDisruptionBudget>(client, &ns, &selector, &uid, &keep_pdbs),
+        prune::<StatefulSet>(c, &ns, &uid, &keep_sts),
+        prune::<Service>(c, &ns, &uid, &keep_services),
+        prune::<PodDisruptionBudget>(c, &ns, &uid, &keep_pdbs),
     )?;
     if !pruned_sts.is_empty() {
         ctx.publish(

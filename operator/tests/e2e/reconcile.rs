@@ -156,6 +156,25 @@ async fn vector_collection_sample_reconciles_scales_and_is_garbage_collected() {
     .await;
     assert_eq!(pdb.name_any(), "docs-shard-1");
 
+    // The operator skips applying children it has already applied unchanged; edits by
+    // anyone else are still put back: a hand-scaled shard StatefulSet returns to the
+    // spec and a deleted Service is created again.
+    let (ok, out) = kubectl(&["-n", &ns, "scale", "sts/docs-shard-1", "--replicas=1"]);
+    assert!(ok, "{out}");
+    wait_for("hand-scaled shard restored to 5 replicas", || async {
+        let s = sts.get("docs-shard-1").await.ok()?;
+        (replicas_of(&s) == Some(5)).then_some(())
+    })
+    .await;
+    svcs.delete("docs", &DeleteParams::default())
+        .await
+        .expect("delete client service");
+    wait_for("client service created again", || async {
+        let s = svcs.get("docs").await.ok()?;
+        s.metadata.deletion_timestamp.is_none().then_some(())
+    })
+    .await;
+
     // Growing then shrinking shards: the orphaned shard StatefulSet, Service and PDB go.
     vcs.patch(
         "docs",
