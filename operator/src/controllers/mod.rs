@@ -364,7 +364,10 @@ mod tests {
              Degraded is True (QuorumLost)"
         );
         let (type_, reason, _) = transition_event(&[], &after[..2]).unwrap();
-        assert_eq!((type_, reason.as_str()), (EventType::Normal, "ShardsNotReady"));
+        assert_eq!(
+            (type_, reason.as_str()),
+            (EventType::Normal, "ShardsNotReady")
+        );
         assert!(transition_event(&after, &after).is_none());
     }
 }

@@ -35,10 +35,13 @@ async fn reconcile_inner(tp: Arc<TrafficPolicy>, ctx: Arc<Context>) -> Result<Ac
     let children = build::build(&tp, &ctx.images);
     // Every child at once; children unchanged since the last apply cost no write.
     let c = ctx.as_ref();
-    let (_, _, _, deployment, _, _) = tokio::try_join!(
+    let (_, _, deployment, _, _) = tokio::try_join!(
         apply(c, &children.service_account),
-        apply(c, &children.role),
-        apply(c, &children.role_binding),
+        // A RoleBinding is refused while its Role does not exist yet.
+        async {
+            apply(c, &children.role).await?;
+            apply(c, &children.role_binding).await
+        },
         apply(c, &children.deployment),
         apply(c, &children.service),
         apply(c, &children.pdb),

@@ -40,10 +40,13 @@ async fn reconcile_inner(vc: Arc<VectorCollection>, ctx: Arc<Context>) -> Result
         .shard_services
         .iter()
         .chain([&children.client_service]);
-    let (_, _, _, statefulsets, _, _) = tokio::try_join!(
+    let (_, _, statefulsets, _, _) = tokio::try_join!(
         apply(c, &children.service_account),
-        apply(c, &children.role),
-        apply(c, &children.role_binding),
+        // A RoleBinding is refused while its Role does not exist yet.
+        async {
+            apply(c, &children.role).await?;
+            apply(c, &children.role_binding).await
+        },
         try_join_all(children.statefulsets.iter().map(|s| apply(c, s))),
         try_join_all(services.map(|s| apply(c, s))),
         try_join_all(children.pdbs.iter().map(|p| apply(c, p))),
