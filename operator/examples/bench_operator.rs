@@ -3,8 +3,13 @@
 //! Deployment seen through a watch), the time until every resource's status describes
 //! its current generation, and the operator's peak RSS (VmHWM).
 //!
+//! Creates go out 32 at a time as fast as the API server takes them, or, with a rate,
+//! paced at that many resources per second (a sustained load rather than a burst). The
+//! CPU seconds the API server and the operator spent during the run are printed too:
+//! on a small machine the control plane's own cost per resource bounds the settle time.
+//!
 //! Run by `make bench-operator`, which starts the cluster and passes the release
-//! operator binary: `bench_operator <operator-binary> [count]`.
+//! operator binary: `bench_operator <operator-binary> [count] [rate-per-second]`.
 
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -53,12 +58,67 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// CPU seconds (user + system) process `pid` has used.
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// The API server's `process_cpu_seconds_total` from its /metrics.
+async fn apiserver_cpu_seconds(client: &Client) -> Option<f64> {
+    let req = http::Request::get("/metrics").body(Vec::new()).ok()?;
+    let text = client.request_text(req).await.ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The operator's Prometheus text (empty when it cannot be read).
+fn scrape_metrics(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let mut body = String::new();
+    let _ = conn
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: operator\r\n\r\n")
+        .and_then(|()| conn.read_to_string(&mut body));
+    body
+}
+
 /// The workload child whose creation ends the latency measurement of resource `i`.
 fn child_name(i: usize) -> String {
     match i % 5 {
         0 | 1 => format!("vc-{i}-shard-0"),
         2 | 3 => format!("isvc-{i}"),
         _ => format!("tp-{i}-gateway"),
+    }
+}
+
+/// Waits until the namespaces of earlier runs are gone: their thousands of children
+/// being garbage-collected would load the API server during this run.
+async fn wait_for_earlier_runs(client: &Client) -> anyhow::Result<()> {
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let left = namespaces
+            .list(&ListParams::default().labels("modelhub.io/bench=true"))
+            .await?
+            .items
+            .len();
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{left} namespaces of earlier runs still being deleted after 600 s");
+        }
+        eprintln!("waiting for {left} namespace(s) of earlier runs to be deleted");
+        tokio::time::sleep(Duration::from_secs(5)).await;
     }
 }
 
@@ -82,11 +142,13 @@ async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let operator_bin = args
         .next()
-        .context("usage: bench_operator <operator-binary> [count]")?;
+        .context("usage: bench_operator <operator-binary> [count] [rate-per-second]")?;
     let count: usize = args.next().map(|c| c.parse()).transpose()?.unwrap_or(1000);
+    let rate: f64 = args.next().map(|r| r.parse()).transpose()?.unwrap_or(0.0);
     let client = Client::try_default()
         .await
         .context("KUBECONFIG must point at the local cluster")?;
+    wait_for_earlier_runs(&client).await?;
     let ns_name = create_namespace(&client).await?;
     let ns = ns_name.as_str();
 
@@ -135,8 +197,16 @@ async fn main() -> anyhow::Result<()> {
     let vcs: Api<VectorCollection> = Api::namespaced(client.clone(), ns);
     let isvcs: Api<InferenceService> = Api::namespaced(client.clone(), ns);
     let tps: Api<TrafficPolicy> = Api::namespaced(client.clone(), ns);
+    let apiserver_cpu_before = apiserver_cpu_seconds(&client).await;
     let started = Instant::now();
     let created: Vec<(usize, Instant)> = futures::stream::iter(0..count)
+        .then(|i| async move {
+            if rate > 0.0 {
+                let due = started + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            i
+        })
         .map(|i| {
             let (vcs, isvcs, tps) = (vcs.clone(), isvcs.clone(), tps.clone());
             async move {
@@ -209,6 +279,12 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     latencies.sort();
     let rss = peak_rss_mib(operator_pid);
+    let operator_cpu = process_cpu_seconds(operator_pid);
+    let apiserver_cpu = apiserver_cpu_seconds(&client)
+        .await
+        .zip(apiserver_cpu_before)
+        .map(|(after, before)| after - before);
+    let metrics = scrape_metrics("127.0.0.1:18095");
     let _ = Command::new("kill")
         .args(["-TERM", &operator_pid.to_string()])
         .status();
@@ -216,8 +292,13 @@ async fn main() -> anyhow::Result<()> {
     w1.abort();
     w2.abort();
 
+    let pace = if rate > 0.0 {
+        format!("created at {rate} per second")
+    } else {
+        "32 creates in flight, as fast as the API server takes them".to_owned()
+    };
     println!(
-        "operator benchmark: {count} custom resources (40% VectorCollection, 40% InferenceService, 20% TrafficPolicy), 32 creates in flight"
+        "operator benchmark: {count} custom resources (40% VectorCollection, 40% InferenceService, 20% TrafficPolicy), {pace}"
     );
     println!("| metric | value | goal |");
     println!("|---|---|---|");
@@ -241,6 +322,29 @@ async fn main() -> anyhow::Result<()> {
     match rss {
         Some(mib) => println!("| operator peak RSS | {mib:.1} MiB | < 64 MiB |"),
         None => println!("| operator peak RSS | unavailable | < 64 MiB |"),
+    }
+    let per_resource = |secs: f64| secs * 1e3 / count as f64;
+    if let Some(cpu) = operator_cpu {
+        println!(
+            "| operator CPU | {cpu:.1} s ({:.1} ms per resource) | |",
+            per_resource(cpu)
+        );
+    }
+    if let Some(cpu) = apiserver_cpu {
+        println!(
+            "| API server CPU | {cpu:.1} s ({:.1} ms per resource) | |",
+            per_resource(cpu)
+        );
+    }
+    println!();
+    println!("operator counters at the end of the run:");
+    for line in metrics.lines().filter(|l| {
+        l.starts_with("modelhub_operator_reconciles_total")
+            || l.starts_with("modelhub_operator_reconcile_errors_total")
+            || l.starts_with("modelhub_operator_child_applies_total")
+            || l.starts_with("modelhub_operator_reconcile_duration_seconds_sum")
+    }) {
+        println!("  {line}");
     }
     // Deleting the namespace removes everything the run created (in the background).
     Api::<Namespace>::all(client)

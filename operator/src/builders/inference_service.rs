@@ -50,7 +50,9 @@ pub struct Children {
     pub service: Service,
     pub headless_service: Service,
     pub statefulset: StatefulSet,
-    pub pdb: PodDisruptionBudget,
+    /// Only with two replicas or more: one replica cannot stay up through a voluntary
+    /// disruption, so its budget would protect nothing and cost writes.
+    pub pdb: Option<PodDisruptionBudget>,
 }
 
 /// Builds the children of `isvc`.
@@ -60,13 +62,15 @@ pub fn build(isvc: &InferenceService, images: &Images) -> Children {
         service: service(isvc, name.clone(), false),
         headless_service: service(isvc, headless_name(&name), true),
         statefulset: statefulset(isvc, images),
-        pdb: common::pod_disruption_budget(
-            isvc,
-            name.clone(),
-            common::labels(WORKLOAD, &name, "server"),
-            common::selector_labels(WORKLOAD, &name),
-            1,
-        ),
+        pdb: (isvc.spec.replicas >= 2).then(|| {
+            common::pod_disruption_budget(
+                isvc,
+                name.clone(),
+                common::labels(WORKLOAD, &name, "server"),
+                common::selector_labels(WORKLOAD, &name),
+                1,
+            )
+        }),
     }
 }
 

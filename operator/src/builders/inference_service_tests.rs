@@ -36,6 +36,17 @@ fn config_env(children: &Children) -> serde_json::Value {
 }
 
 #[test]
+fn a_single_replica_gets_no_disruption_budget() {
+    let children = build(
+        &isvc(
+            json!({"model": {"name": "mlp", "storageUri": "file:///models/mlp.onnx"}, "replicas": 1}),
+        ),
+        &Images::default(),
+    );
+    assert!(children.pdb.is_none());
+}
+
+#[test]
 fn statefulset_service_and_pdb() {
     let children = build(
         &isvc(
@@ -59,7 +70,14 @@ fn statefulset_service_and_pdb() {
         Some("None")
     );
     assert_eq!(
-        children.pdb.spec.as_ref().unwrap().max_unavailable,
+        children
+            .pdb
+            .as_ref()
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .max_unavailable,
         Some(IntOrString::Int(1))
     );
     let c = container(&children);

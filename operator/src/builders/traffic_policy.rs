@@ -38,7 +38,8 @@ pub struct Children {
     pub role_binding: RoleBinding,
     pub service: Service,
     pub deployment: Deployment,
-    pub pdb: PodDisruptionBudget,
+    /// Only with two gateway replicas or more (see the InferenceService builder).
+    pub pdb: Option<PodDisruptionBudget>,
 }
 
 /// Builds the children of `tp`.
@@ -69,13 +70,15 @@ pub fn build(tp: &TrafficPolicy, images: &Images) -> Children {
         },
         service: service(tp),
         deployment: deployment(tp, images),
-        pdb: common::pod_disruption_budget(
-            tp,
-            gw,
-            labels,
-            common::selector_labels(WORKLOAD, &name),
-            1,
-        ),
+        pdb: (tp.spec.gateway.replicas >= 2).then(|| {
+            common::pod_disruption_budget(
+                tp,
+                gw,
+                labels,
+                common::selector_labels(WORKLOAD, &name),
+                1,
+            )
+        }),
     }
 }
 
@@ -220,6 +223,14 @@ mod tests {
         let args = pod.containers[0].args.as_ref().unwrap();
         assert!(args.contains(&"--policy=chat".to_owned()), "{args:?}");
         assert_eq!(children.service.metadata.name.as_deref(), Some("chat"));
+    }
+
+    #[test]
+    fn a_single_gateway_replica_gets_no_disruption_budget() {
+        let mut policy = tp();
+        assert!(build(&policy, &Images::default()).pdb.is_some());
+        policy.spec.gateway.replicas = 1;
+        assert!(build(&policy, &Images::default()).pdb.is_none());
     }
 
     #[test]

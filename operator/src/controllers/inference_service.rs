@@ -5,14 +5,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, Observed};
-use super::owned::apply;
+use super::owned::{apply, prune};
 use super::vector_collection::rolled_out;
-use super::{Context, Error, instrumented, patch_status, publish_transitions};
+use super::{Context, Error, instrumented, names, patch_status, publish_transitions};
 use crate::api::{InferenceService, InferenceServiceStatus, condition_type};
 use crate::builders::common::{selector_labels, selector_string};
 use crate::builders::inference_service::{self as build, HTTP_PORT, WORKLOAD};
@@ -23,7 +24,10 @@ pub async fn reconcile(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Result
 }
 
 async fn reconcile_inner(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Result<Action, Error> {
-    isvc.uid().ok_or(Error::MissingObjectKey("uid"))?;
+    let ns = isvc
+        .namespace()
+        .ok_or(Error::MissingObjectKey("namespace"))?;
+    let uid = isvc.uid().ok_or(Error::MissingObjectKey("uid"))?;
     let client = &ctx.client;
     let children = build::build(&isvc, &ctx.images);
     // Every child at once; children unchanged since the last apply cost no write.
@@ -32,8 +36,10 @@ async fn reconcile_inner(isvc: Arc<InferenceService>, ctx: Arc<Context>) -> Resu
         apply(c, &children.statefulset),
         apply(c, &children.headless_service),
         apply(c, &children.service),
-        apply(c, &children.pdb),
+        futures::future::try_join_all(children.pdb.iter().map(|p| apply(c, p))),
     )?;
+    // A budget is only kept while there are two replicas or more.
+    prune::<PodDisruptionBudget>(c, &ns, &uid, &names(&children.pdb)).await?;
 
     let previous = isvc.status.clone().unwrap_or_default();
     let status = compute_status(&isvc, &sts, Timestamp::now());

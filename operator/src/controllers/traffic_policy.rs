@@ -9,14 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, Observed};
-use super::owned::apply;
-use super::{Context, Error, instrumented, patch_status, publish_transitions};
+use super::owned::{apply, prune};
+use super::{Context, Error, instrumented, names, patch_status, publish_transitions};
 use crate::api::{
     BackendWeight, RolloutPhase, TrafficPolicy, TrafficPolicySpec, TrafficPolicyStatus,
     condition_type,
@@ -30,7 +31,7 @@ pub async fn reconcile(tp: Arc<TrafficPolicy>, ctx: Arc<Context>) -> Result<Acti
 
 async fn reconcile_inner(tp: Arc<TrafficPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = tp.namespace().ok_or(Error::MissingObjectKey("namespace"))?;
-    tp.uid().ok_or(Error::MissingObjectKey("uid"))?;
+    let uid = tp.uid().ok_or(Error::MissingObjectKey("uid"))?;
     let client = &ctx.client;
     let children = build::build(&tp, &ctx.images);
     // Every child at once; children unchanged since the last apply cost no write.
@@ -44,8 +45,10 @@ async fn reconcile_inner(tp: Arc<TrafficPolicy>, ctx: Arc<Context>) -> Result<Ac
         },
         apply(c, &children.deployment),
         apply(c, &children.service),
-        apply(c, &children.pdb),
+        futures::future::try_join_all(children.pdb.iter().map(|p| apply(c, p))),
     )?;
+    // A budget is only kept while there are two replicas or more.
+    prune::<PodDisruptionBudget>(c, &ns, &uid, &names(&children.pdb)).await?;
 
     // Backends as the cache of InferenceServices sees them (once it is filled); a
     // backend appearing or going away wakes this policy (controllers/owned.rs).
