@@ -101,7 +101,7 @@ impl Collection {
         if live_root.exists() {
             fs::remove_dir_all(&live_root).at(&live_root)?;
         }
-        let (core, snap_seq) = Self::load_core(&dir, &config, dist)?;
+        let (core, snap_seq) = Self::load_core(&dir, &config)?;
         let mut expected = snap_seq + 1;
         let mut applied = snap_seq;
         let mut replayed = 0usize;
@@ -157,7 +157,7 @@ impl Collection {
     }
 
     /// The newest valid snapshot as a core (or an empty core) and its sequence number.
-    fn load_core(dir: &Path, config: &CollectionConfig, dist: DistFn) -> Result<(Core, u64)> {
+    fn load_core(dir: &Path, config: &CollectionConfig) -> Result<(Core, u64)> {
         let vdir = live_dir(dir, 0);
         for (seq, sdir) in snapshot::list(&dir.join("snapshots"))? {
             let meta = match snapshot::validate(&sdir) {
@@ -201,8 +201,12 @@ impl Collection {
             };
             st.payloads = payloads;
             st.index = index;
-            let (graph, _) =
-                Hnsw::load(&sdir.join(snapshot::GRAPH), config.hnsw.ef_construct, dist)?;
+            let (graph, _) = Hnsw::load(
+                &sdir.join(snapshot::GRAPH),
+                config.hnsw.ef_construct,
+                config.distance,
+                &vectors,
+            )?;
             tracing::info!(snapshot = %sdir.display(), points = st.live.len(), "loaded snapshot");
             let core = Core {
                 vectors,
@@ -215,7 +219,12 @@ impl Collection {
         }
         let core = Core {
             vectors: MmapVectors::create(&vdir, config.dim)?,
-            graph: Hnsw::new(config.hnsw.m, config.hnsw.ef_construct, dist),
+            graph: Hnsw::new(
+                config.hnsw.m,
+                config.hnsw.ef_construct,
+                config.distance,
+                config.dim,
+            ),
             indexed: AtomicUsize::new(0),
             index_lock: Mutex::new(()),
             state: RwLock::new(State::default()),

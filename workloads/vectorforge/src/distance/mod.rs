@@ -1,8 +1,11 @@
 //! Distance kernels: a scalar reference and SIMD versions (AVX2+FMA, AVX-512,
 //! NEON) picked once at run time. Internally every distance is "lower is
 //! better": Cosine and Dot use the negated dot product (cosine vectors are
-//! normalised at insert), Euclid the squared L2 distance, Manhattan L1.
+//! normalised at insert), Euclid the squared L2 distance, Manhattan L1. The
+//! graph walks cosine collections over half-precision copies of the vectors
+//! (`half`), hence the f32-query x f16-vector kernel.
 
+pub mod half;
 pub mod scalar;
 
 #[cfg(target_arch = "aarch64")]
@@ -17,6 +20,9 @@ use crate::types::Distance;
 /// A distance kernel over two slices of the same length.
 pub type DistFn = fn(&[f32], &[f32]) -> f32;
 
+/// A distance kernel of an f32 query and an f16 vector (over their common length).
+pub type HalfDistFn = fn(&[f32], &[u16]) -> f32;
+
 /// One instruction set's kernels.
 #[derive(Clone, Copy, Debug)]
 pub struct Kernels {
@@ -25,6 +31,8 @@ pub struct Kernels {
     pub neg_dot: DistFn,
     pub l2sq: DistFn,
     pub l1: DistFn,
+    /// Negated dot product with a half-precision vector.
+    pub neg_dot_f16: HalfDistFn,
 }
 
 impl Kernels {
@@ -101,6 +109,29 @@ mod tests {
                 prop_assert!(close((k.l1)(&a, &b), (s.l1)(&a, &b), mag), "{} l1 dim {}", k.name, dim);
             }
         }
+
+        #[test]
+        fn simd_f16_matches_scalar(dim in 1usize..700, extra in 0usize..9, seed in any::<u64>()) {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let q: Vec<f32> = (0..dim).map(|_| rng.random_range(-10.0..10.0)).collect();
+            let v: Vec<f32> = (0..dim).map(|_| rng.random_range(-10.0..10.0)).collect();
+            // a code longer than the query (zero padding) reads only the common length
+            let mut c = vec![0u16; dim + extra];
+            half::encode(&v, &mut c);
+            let want = half::neg_dot(&q, &c);
+            let mag: f32 = q.iter().zip(&v).map(|(x, y)| (x * y).abs()).sum();
+            for k in available() {
+                prop_assert!(close((k.neg_dot_f16)(&q, &c), want, mag), "{} neg_dot_f16 dim {}", k.name, dim);
+                prop_assert!(close((k.neg_dot_f16)(&q[..dim / 2], &c), half::neg_dot(&q[..dim / 2], &c), mag), "{} short query dim {}", k.name, dim);
+            }
+            // and the f16 copy is close to the exact f32 product
+            prop_assert!((want + s_dot(&q, &v)).abs() <= 2e-3 * mag.max(1.0));
+        }
+    }
+
+    fn s_dot(a: &[f32], b: &[f32]) -> f32 {
+        (scalar::KERNELS.dot)(a, b)
     }
 
     #[test]

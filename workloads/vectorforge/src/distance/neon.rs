@@ -1,4 +1,4 @@
-//! aarch64 NEON kernels (4 lanes, four accumulators).
+//! aarch64 NEON kernels (4 lanes, four accumulators); the f16 kernel is the scalar one.
 
 use std::arch::aarch64::*;
 
@@ -12,6 +12,8 @@ pub fn detect() -> Vec<Kernels> {
             neg_dot,
             l2sq,
             l1,
+            // no stable NEON half-precision conversion in std::arch yet
+            neg_dot_f16: super::half::neg_dot,
         }]
     } else {
         Vec::new()

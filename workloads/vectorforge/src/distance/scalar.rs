@@ -8,6 +8,7 @@ pub const KERNELS: Kernels = Kernels {
     neg_dot,
     l2sq,
     l1,
+    neg_dot_f16: super::half::neg_dot,
 };
 
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -1,8 +1,9 @@
 //! HNSW graph (Malkov & Yashunin): layered proximity graph with M links per node
 //! on upper layers and M0 = 2M on layer 0, the paper's neighbour selection
 //! heuristic, incremental and concurrent insertion (one lock per node, readers
-//! lock-free) and filter-aware search. The graph only stores node ids; vectors
-//! are read through a `VectorSource`.
+//! lock-free) and filter-aware search. The graph stores node ids and, for cosine
+//! graphs, an f16 copy of each vector next to its layer-0 links (see `links`);
+//! exact vectors are read through a `VectorSource`.
 
 mod links;
 mod persist;
@@ -15,13 +16,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::distance::DistFn;
+use crate::distance::{self, DistFn, HalfDistFn};
 use crate::storage::VectorSource;
+use crate::types::Distance;
 use links::Links;
+
+/// How many of the walk's best candidates a search re-scores exactly when the
+/// walk scored f16 codes (their error, ~1e-4 on a cosine, only swaps near ties).
+fn rescore_len(k: usize) -> usize {
+    (2 * k).max(k + 20)
+}
 
 pub struct Hnsw {
     links: Links,
+    distance: Distance,
+    dim: usize,
     dist: DistFn,
+    dist_f16: HalfDistFn,
     ef_construct: usize,
     ml: f64,
     /// Entry point and the top layer.
@@ -32,11 +43,19 @@ pub struct Hnsw {
 }
 
 impl Hnsw {
-    pub fn new(m: usize, ef_construct: usize, dist: DistFn) -> Self {
+    /// An empty graph for `dim`-dimensional vectors. Cosine graphs (unit vectors,
+    /// components within f16 range) keep f16 codes of the vectors in their
+    /// layer-0 records; the others read vectors from storage.
+    pub fn new(m: usize, ef_construct: usize, distance: Distance, dim: usize) -> Self {
         let m = m.max(2);
+        let code_dim = if distance == Distance::Cosine { dim } else { 0 };
+        let kernels = distance::best();
         Hnsw {
-            links: Links::new(m),
-            dist,
+            links: Links::new(m, code_dim),
+            distance,
+            dim,
+            dist: kernels.for_distance(distance),
+            dist_f16: kernels.neg_dot_f16,
             ef_construct,
             ml: 1.0 / (m as f64).ln(),
             entry: RwLock::new(None),
@@ -67,9 +86,13 @@ impl Hnsw {
 
     /// Inserts `node` (whose vector is already readable in `vecs`). Safe to call
     /// from many threads at once and concurrently with searches.
+    /// A node is inserted once: later calls for it do nothing.
     pub fn insert<V: VectorSource>(&self, vecs: &V, node: u32) {
         let level = self.level_for(node);
-        self.links.init_node(node, level);
+        let v = vecs.vector(node);
+        if !self.links.init_node(node, level, v) {
+            return;
+        }
         let mut _grow = None;
         let entry = *self.entry.read();
         let (ep, top) = match entry {
@@ -87,15 +110,19 @@ impl Hnsw {
                 }
             }
         };
-        let q = vecs.vector(node);
-        let mut cur = Scored((self.dist)(q, vecs.vector(ep)), ep);
+        let q = self.query(v);
+        let mut cur = Scored(self.approx(vecs, &q, ep), ep);
         for lc in (level.saturating_add(1)..=top).rev() {
-            cur = self.greedy(vecs, q, cur, lc);
+            cur = self.greedy(vecs, &q, cur, lc);
         }
         let mut eps = vec![cur];
         for lc in (0..=level.min(top)).rev() {
-            let mut w = self.search_layer(vecs, q, &eps, self.ef_construct, lc, |_| true);
+            let mut w = self.search_layer(vecs, &q, &eps, self.ef_construct, lc, |_| true);
             w.retain(|s| s.1 != node);
+            if self.lossy() {
+                // the neighbour selection works on exact distances
+                self.rescore(vecs, v, &mut w, usize::MAX);
+            }
             let chosen = self.select(vecs, &w, self.links.m);
             let ids: Vec<u32> = chosen.iter().map(|s| s.1).collect();
             {
@@ -174,11 +201,15 @@ impl Hnsw {
         let Some((ep, top)) = entry else {
             return Vec::new();
         };
-        let mut cur = Scored((self.dist)(q, vecs.vector(ep)), ep);
+        let query = self.query(q);
+        let mut cur = Scored(self.approx(vecs, &query, ep), ep);
         for lc in (1..=top).rev() {
-            cur = self.greedy(vecs, q, cur, lc);
+            cur = self.greedy(vecs, &query, cur, lc);
         }
-        let mut r = self.search_layer(vecs, q, &[cur], ef.max(k), 0, accept);
+        let mut r = self.search_layer(vecs, &query, &[cur], ef.max(k), 0, accept);
+        if self.lossy() {
+            self.rescore(vecs, q, &mut r, rescore_len(k));
+        }
         r.truncate(k);
         r
     }
@@ -235,7 +266,7 @@ mod tests {
     #[test]
     fn sequential_build_has_high_recall() {
         let vecs = random(3000, 16, 1);
-        let g = Hnsw::new(16, 100, distance::internal_fn(Distance::Euclid));
+        let g = Hnsw::new(16, 100, Distance::Euclid, 16);
         for i in 0..vecs.len() as u32 {
             g.insert(&vecs, i);
         }
@@ -248,7 +279,7 @@ mod tests {
     fn parallel_build_and_filtered_search() {
         use rayon::prelude::*;
         let vecs = random(3000, 12, 3);
-        let g = Hnsw::new(8, 64, distance::internal_fn(Distance::Euclid));
+        let g = Hnsw::new(8, 64, Distance::Euclid, 12);
         (0..vecs.len() as u32)
             .into_par_iter()
             .for_each(|i| g.insert(&vecs, i));
@@ -259,9 +290,68 @@ mod tests {
         assert!(recall(&g, &vecs, &queries, 64, |i| i % 2 == 0) >= 0.9);
     }
 
+    fn unit(vecs: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+        vecs.into_iter()
+            .map(|mut v| {
+                distance::normalize(&mut v);
+                v
+            })
+            .collect()
+    }
+
+    /// Cosine graphs walk f16 codes and re-score exactly: recall holds and the
+    /// returned distances are the exact ones.
+    #[test]
+    fn cosine_graph_with_f16_codes() {
+        use rayon::prelude::*;
+        let vecs = unit(random(4000, 37, 5));
+        let g = Hnsw::new(12, 100, Distance::Cosine, 37);
+        assert!(g.lossy());
+        (0..vecs.len() as u32)
+            .into_par_iter()
+            .for_each(|i| g.insert(&vecs, i));
+        let f = distance::internal_fn(Distance::Cosine);
+        let queries = unit(random(60, 37, 6));
+        let mut hit = 0;
+        for q in &queries {
+            let mut all: Vec<Scored> = (0..vecs.len() as u32)
+                .map(|i| Scored(f(q, &vecs[i as usize]), i))
+                .collect();
+            all.sort_unstable();
+            let got = g.search(&vecs, q, 10, 100, |_| true);
+            for s in &got {
+                assert_eq!(s.0, f(q, &vecs[s.1 as usize]), "exact distance returned");
+            }
+            assert!(got.windows(2).all(|w| w[0] <= w[1]));
+            hit += got.iter().filter(|s| all[..10].contains(s)).count();
+        }
+        let r = hit as f64 / (queries.len() * 10) as f64;
+        assert!(r >= 0.95, "recall {r}");
+        // filtered: only odd nodes come back
+        let got = g.search(&vecs, &queries[0], 10, 100, |i| i % 2 == 1);
+        assert_eq!(got.len(), 10);
+        assert!(got.iter().all(|s| s.1 % 2 == 1));
+    }
+
+    #[test]
+    fn a_node_is_inserted_once() {
+        let vecs = unit(random(200, 8, 8));
+        let g = Hnsw::new(8, 32, Distance::Cosine, 8);
+        for i in 0..200 {
+            g.insert(&vecs, i);
+        }
+        let mut before = Vec::new();
+        g.links.read(7, 0, &mut before);
+        g.insert(&vecs, 7);
+        let mut after = Vec::new();
+        g.links.read(7, 0, &mut after);
+        assert_eq!(before, after);
+        assert_eq!(g.inserted(), 200);
+    }
+
     #[test]
     fn levels_are_deterministic_and_geometric() {
-        let g = Hnsw::new(16, 10, distance::internal_fn(Distance::Dot));
+        let g = Hnsw::new(16, 10, Distance::Dot, 4);
         let levels: Vec<u8> = (0..100_000).map(|i| g.level_for(i)).collect();
         let upper = levels.iter().filter(|&&l| l > 0).count() as f64 / 100_000.0;
         assert!(
@@ -273,7 +363,7 @@ mod tests {
 
     #[test]
     fn empty_graph_returns_nothing() {
-        let g = Hnsw::new(16, 10, distance::internal_fn(Distance::Dot));
+        let g = Hnsw::new(16, 10, Distance::Cosine, 1);
         let v: Vec<Vec<f32>> = Vec::new();
         assert!(g.search(&v, &[1.0], 10, 10, |_| true).is_empty());
     }

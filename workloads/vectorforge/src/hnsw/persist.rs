@@ -8,9 +8,9 @@ use std::sync::atomic::Ordering;
 use rayon::prelude::*;
 
 use super::{Hnsw, Scored};
-use crate::distance::DistFn;
 use crate::error::{Error, IoContext, Result};
 use crate::storage::VectorSource;
+use crate::types::Distance;
 
 const MAGIC: &[u8; 8] = b"VFHNSW01";
 pub const NONE: u32 = u32::MAX;
@@ -50,8 +50,14 @@ impl Hnsw {
         f.sync_all().at(path)
     }
 
-    /// Loads a graph written by `save`.
-    pub fn load(path: &Path, ef_construct: usize, dist: DistFn) -> Result<(Hnsw, usize)> {
+    /// Loads a graph written by `save` over the vectors it was built on (the f16
+    /// codes of cosine graphs are not in the file: they are made from `vecs`).
+    pub fn load<V: VectorSource>(
+        path: &Path,
+        ef_construct: usize,
+        distance: Distance,
+        vecs: &V,
+    ) -> Result<(Hnsw, usize)> {
         let bad = |reason: &str| Error::SnapshotInvalid {
             path: path.to_path_buf(),
             reason: reason.to_string(),
@@ -71,11 +77,17 @@ impl Hnsw {
         let ep = r.u32().ok_or_else(|| bad("truncated header"))?;
         let top = r.u32().ok_or_else(|| bad("truncated header"))? as u8;
         let inserted = r.u32().ok_or_else(|| bad("truncated header"))? as usize;
-        let g = Hnsw::new(m, ef_construct, dist);
+        if n > vecs.len() {
+            return Err(bad(&format!(
+                "graph of {n} nodes over only {} stored vectors",
+                vecs.len()
+            )));
+        }
+        let g = Hnsw::new(m, ef_construct, distance, vecs.dim());
         let mut list = Vec::new();
         for node in 0..n as u32 {
             let level = r.u8().ok_or_else(|| bad("truncated node"))?;
-            g.links.init_node(node, level);
+            g.links.init_node(node, level, vecs.vector(node));
             for l in 0..=level {
                 let c = r.u16().ok_or_else(|| bad("truncated list"))? as usize;
                 list.clear();
@@ -103,12 +115,12 @@ impl Hnsw {
     /// over the compacted vectors `new_vecs`. Lists that lost neighbours are refilled
     /// from the removed nodes' neighbours with the selection heuristic.
     pub fn compact<V: VectorSource>(&self, remap: &[u32], new_vecs: &V) -> Hnsw {
-        let g = Hnsw::new(self.links.m, self.ef_construct, self.dist);
+        let g = Hnsw::new(self.links.m, self.ef_construct, self.distance, self.dim);
         let mut best_entry: Option<(u32, u8)> = None;
         for (old, &new) in remap.iter().enumerate() {
             if new != NONE {
                 let level = self.links.level(old as u32);
-                g.links.init_node(new, level);
+                g.links.init_node(new, level, new_vecs.vector(new));
                 if best_entry.is_none_or(|(_, l)| level > l) {
                     best_entry = Some((new, level));
                 }
@@ -203,35 +215,52 @@ mod tests {
     use crate::types::Distance;
     use rand::{Rng, SeedableRng};
 
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let mut v = v.to_vec();
+        distance::normalize(&mut v);
+        v
+    }
+
     #[test]
     fn save_load_roundtrip_and_corruption() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         let vecs: Vec<Vec<f32>> = (0..500)
             .map(|_| (0..8).map(|_| rng.random::<f32>()).collect())
             .collect();
-        let f = distance::internal_fn(Distance::Euclid);
-        let g = Hnsw::new(8, 50, f);
-        for i in 0..500 {
-            g.insert(&vecs, i);
+        for d in [Distance::Euclid, Distance::Cosine] {
+            let vecs: Vec<Vec<f32>> = if d == Distance::Cosine {
+                vecs.iter().map(|v| unit(v)).collect()
+            } else {
+                vecs.clone()
+            };
+            let g = Hnsw::new(8, 50, d, 8);
+            for i in 0..500 {
+                g.insert(&vecs, i);
+            }
+            let tmp = tempfile::tempdir().unwrap();
+            let p = tmp.path().join("g.bin");
+            g.save(&p, 500).unwrap();
+            let (h, n) = Hnsw::load(&p, 50, d, &vecs).unwrap();
+            assert_eq!(n, 500);
+            for q in vecs.iter().take(20) {
+                assert_eq!(
+                    g.search(&vecs, q, 5, 50, |_| true),
+                    h.search(&vecs, q, 5, 50, |_| true)
+                );
+            }
+            // fewer stored vectors than graph nodes
+            assert!(matches!(
+                Hnsw::load(&p, 50, d, &vecs[..499].to_vec()),
+                Err(Error::SnapshotInvalid { .. })
+            ));
+            let mut data = std::fs::read(&p).unwrap();
+            data[100] ^= 0xff;
+            std::fs::write(&p, &data).unwrap();
+            assert!(matches!(
+                Hnsw::load(&p, 50, d, &vecs),
+                Err(Error::SnapshotInvalid { .. })
+            ));
         }
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("g.bin");
-        g.save(&p, 500).unwrap();
-        let (h, n) = Hnsw::load(&p, 50, f).unwrap();
-        assert_eq!(n, 500);
-        for q in vecs.iter().take(20) {
-            assert_eq!(
-                g.search(&vecs, q, 5, 50, |_| true),
-                h.search(&vecs, q, 5, 50, |_| true)
-            );
-        }
-        let mut data = std::fs::read(&p).unwrap();
-        data[100] ^= 0xff;
-        std::fs::write(&p, &data).unwrap();
-        assert!(matches!(
-            Hnsw::load(&p, 50, f),
-            Err(Error::SnapshotInvalid { .. })
-        ));
     }
 
     #[test]
@@ -241,7 +270,7 @@ mod tests {
             .map(|_| (0..8).map(|_| rng.random::<f32>()).collect())
             .collect();
         let f = distance::internal_fn(Distance::Euclid);
-        let g = Hnsw::new(8, 64, f);
+        let g = Hnsw::new(8, 64, Distance::Euclid, 8);
         for i in 0..2000 {
             g.insert(&vecs, i);
         }
