@@ -218,7 +218,7 @@ where
 }
 
 /// Runs one reconcile with metrics, success-resets of the backoff and a Warning Event
-/// on failure.
+/// on failure; resources being deleted are left to the garbage collector.
 pub async fn instrumented<K, F>(
     obj: Arc<K>,
     ctx: Arc<Context>,
@@ -228,6 +228,11 @@ where
     K: Resource<DynamicType = ()>,
     F: Future<Output = Result<Action, Error>>,
 {
+    // Being deleted: the garbage collector removes the children; applying them again
+    // would race it.
+    if obj.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let kind = K::kind(&());
     let _timer = ctx
         .metrics
