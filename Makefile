@@ -108,10 +108,12 @@ test-operator-e2e: cluster-up ## operator e2e tests against the real local contr
 .PHONY: bench bench-operator
 bench: bench-operator $(BENCH_TARGETS) ## every benchmark (prints figures)
 
-bench-operator: cluster-up build-operator install-crds ## 1,000 CRs: apply -> StatefulSet latency, settle time, operator RSS
+BENCH_OPERATOR_COUNT ?= 1000
+BENCH_OPERATOR_RATE  ?= 0
+bench-operator: cluster-up build-operator install-crds ## 1,000 CRs (BENCH_OPERATOR_COUNT; BENCH_OPERATOR_RATE per second, 0 = burst): apply -> StatefulSet latency, settle time, RSS, CPU
 	-e2e/down-operator.sh "$(OPERATOR_STATE)"
 	$(CARGO) build --release -p modelhub-operator --bins
-	KUBECTL=$(KUBECTL) CARGO=$(CARGO) e2e/bench-operator.sh "$(TARGET_DIR)/release/modelhub-operator"
+	KUBECTL=$(KUBECTL) CARGO=$(CARGO) e2e/bench-operator.sh "$(TARGET_DIR)/release/modelhub-operator" $(BENCH_OPERATOR_COUNT) $(BENCH_OPERATOR_RATE)
 
 .PHONY: help
 help: ## list the targets
