@@ -285,7 +285,8 @@ where
     Ok(api.patch(name, &params, &Patch::Apply(obj)).await?)
 }
 
-/// Writes `status` with server-side apply on the status subresource.
+/// Writes `status` with server-side apply on the status subresource (nothing when the
+/// resource has just been deleted).
 pub async fn patch_status<K, S>(client: &Client, obj: &K, status: &S) -> Result<(), Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
@@ -311,9 +312,12 @@ where
         "status": status,
     });
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(name, &params, &Patch::Apply(&body))
-        .await?;
-    Ok(())
+    match api.patch_status(name, &params, &Patch::Apply(&body)).await {
+        Ok(_) => Ok(()),
+        // Deleted while this reconcile ran: there is no status left to write.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(err) => Err(err.into()),
+    }
 }
 
 /// Names of a list of objects, for `prune`'s keep set.
