@@ -23,7 +23,7 @@ use kube::{Api, Client, Resource};
 use modelhub_operator::api::{InferenceService, TrafficPolicy, VectorCollection};
 use modelhub_operator::builders::Images;
 use modelhub_operator::controllers::owned::{Owned, Triggers, Writers};
-use modelhub_operator::controllers::{self, Context, error_policy};
+use modelhub_operator::controllers::{self, Context, api, error_policy};
 use modelhub_operator::leader::LeaseLock;
 use modelhub_operator::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
@@ -92,16 +92,6 @@ async fn readyz(State(h): State<Health>) -> StatusCode {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
-    }
-}
-
-fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
     }
 }
 

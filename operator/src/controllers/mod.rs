@@ -320,6 +320,17 @@ where
     }
 }
 
+/// The API of kind `K` in namespace `ns`, or in all namespaces.
+pub fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
 /// Names of a list of objects, for `prune`'s keep set.
 pub fn names<'a, K: Resource + 'a>(objs: impl IntoIterator<Item = &'a K>) -> BTreeSet<String> {
     objs.into_iter()

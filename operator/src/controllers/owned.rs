@@ -33,7 +33,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Context, Error};
+use super::{Context, Error, api};
 use crate::api::{InferenceService, TrafficPolicy, VectorCollection};
 use crate::builders::common::{MANAGED_BY, MANAGED_BY_LABEL};
 
@@ -273,16 +273,20 @@ impl Owned {
         policies: Store<TrafficPolicy>,
     ) {
         let ns = ns.as_deref();
-        let w = writers;
         tokio::join!(
-            self.watch_kind(api(&client, ns), w.statefulsets, &triggers),
-            self.watch_kind(api(&client, ns), w.deployments, &triggers),
-            self.watch_kind(api(&client, ns), w.services, &triggers),
-            self.watch_kind(api(&client, ns), w.pdbs, &triggers),
-            self.watch_kind(api(&client, ns), w.service_accounts, &triggers),
-            self.watch_kind(api(&client, ns), w.roles, &triggers),
-            self.watch_kind(api(&client, ns), w.role_bindings, &triggers),
-            watch_backends(api(&client, ns), w.inference_services, &triggers, &policies),
+            self.watch_kind(api(&client, ns), writers.statefulsets, &triggers),
+            self.watch_kind(api(&client, ns), writers.deployments, &triggers),
+            self.watch_kind(api(&client, ns), writers.services, &triggers),
+            self.watch_kind(api(&client, ns), writers.pdbs, &triggers),
+            self.watch_kind(api(&client, ns), writers.service_accounts, &triggers),
+            self.watch_kind(api(&client, ns), writers.roles, &triggers),
+            self.watch_kind(api(&client, ns), writers.role_bindings, &triggers),
+            watch_backends(
+                api(&client, ns),
+                writers.inference_services,
+                &triggers,
+                &policies
+            ),
         );
     }
 
@@ -375,16 +379,6 @@ async fn watch_backends(
                 tracing::warn!(kind = "InferenceService", error = %err, "watch of backends failed; retrying");
             }
         }
-    }
-}
-
-fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
-{
-    match ns {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
     }
 }
 
