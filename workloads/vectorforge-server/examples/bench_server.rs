@@ -321,12 +321,31 @@ async fn run_rest(
     for _ in 0..workers {
         conns.push(Http::connect(port).await?);
     }
+    closed_loop(conns, secs, move |mut http: Http, q| {
+        let requests = requests.clone();
+        async move {
+            http.search(&requests[q % requests.len()]).await?;
+            Ok(http)
+        }
+    })
+    .await
+}
+
+/// Runs one closed-loop caller per client until the window of `secs` ends: `call(client,
+/// q)` sends query number `q` and hands the client back. Latencies are kept from the end
+/// of the warm-up on.
+async fn closed_loop<C, F, Fut>(clients: Vec<C>, secs: u64, call: F) -> Result<Stats>
+where
+    C: Send + 'static,
+    F: Fn(C, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<C>> + Send,
+{
     let w = Window::new(secs);
-    let tasks: Vec<_> = conns
+    let tasks: Vec<_> = clients
         .into_iter()
         .enumerate()
-        .map(|(i, mut http)| {
-            let requests = requests.clone();
+        .map(|(i, mut client)| {
+            let call = call.clone();
             tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut q = i * 37;
@@ -335,7 +354,7 @@ async fn run_rest(
                     if t >= w.until {
                         return Ok::<_, BoxError>(lat);
                     }
-                    http.search(&requests[q % requests.len()]).await?;
+                    client = call(client, q).await?;
                     if t >= w.from {
                         lat.push(t.elapsed().as_micros() as u32);
                     }
@@ -382,35 +401,19 @@ async fn run_grpc(
     for _ in 0..workers {
         clients.push(grpc_client(port).await?);
     }
-    let w = Window::new(secs);
-    let tasks: Vec<_> = clients
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut c)| {
+    closed_loop(
+        clients,
+        secs,
+        move |mut c: VectorServiceClient<Channel>, q| {
             let queries = queries.clone();
-            tokio::spawn(async move {
-                let mut lat = Vec::new();
-                let mut q = i * 37;
-                loop {
-                    let t = Instant::now();
-                    if t >= w.until {
-                        return Ok::<_, BoxError>(lat);
-                    }
-                    let r = c.search(grpc_request(&queries[q % queries.len()])).await?;
-                    std::hint::black_box(r.into_inner().result.len());
-                    if t >= w.from {
-                        lat.push(t.elapsed().as_micros() as u32);
-                    }
-                    q += 1;
-                }
-            })
-        })
-        .collect();
-    let mut parts = Vec::new();
-    for t in tasks {
-        parts.push(t.await??);
-    }
-    Ok(Stats::merge(parts, w.secs()))
+            async move {
+                let r = c.search(grpc_request(&queries[q % queries.len()])).await?;
+                std::hint::black_box(r.into_inner().result.len());
+                Ok(c)
+            }
+        },
+    )
+    .await
 }
 
 // ---------------------------------------------------------------------------------------
@@ -532,15 +535,8 @@ async fn main() -> Result<()> {
 
     let m = vectorforge::npy::read_f32_matrix(&glove)
         .map_err(|e| format!("{e} (run `make glove-data`)"))?;
-    let queries: Vec<Vec<f32>> = (0..m.rows)
-        .step_by(400)
-        .map(|i| m.row(i).to_vec())
-        .collect();
-    let base: Vec<Vec<f32>> = (0..m.rows)
-        .filter(|i| i % 400 != 0)
-        .take(limit)
-        .map(|i| m.row(i).to_vec())
-        .collect();
+    let queries: Vec<Vec<f32>> = m.held_out_rows(400).map(<[f32]>::to_vec).collect();
+    let base: Vec<Vec<f32>> = m.base_rows(400).take(limit).map(<[f32]>::to_vec).collect();
     let dim = m.cols;
     drop(m);
     let (queries, base) = (Arc::new(queries), Arc::new(base));

@@ -96,15 +96,8 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(usize::MAX);
-    let queries: Vec<Vec<f32>> = (0..m.rows)
-        .step_by(400)
-        .map(|i| m.row(i).to_vec())
-        .collect();
-    let base: Vec<Vec<f32>> = (0..m.rows)
-        .filter(|i| i % 400 != 0)
-        .take(limit)
-        .map(|i| m.row(i).to_vec())
-        .collect();
+    let queries: Vec<Vec<f32>> = m.held_out_rows(400).map(<[f32]>::to_vec).collect();
+    let base: Vec<Vec<f32>> = m.base_rows(400).take(limit).map(<[f32]>::to_vec).collect();
     let base_n: Vec<Vec<f32>> = base.iter().map(|v| normalized(v)).collect();
     drop(m);
     eprintln!(

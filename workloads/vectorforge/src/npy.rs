@@ -16,6 +16,20 @@ impl Matrix {
     pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.cols..(i + 1) * self.cols]
     }
+
+    /// Rows 0, `every`, 2·`every`, ...: the held-out queries of a query/base split
+    /// (the GloVe benchmarks and tests hold out every 400th row).
+    pub fn held_out_rows(&self, every: usize) -> impl Iterator<Item = &[f32]> {
+        (0..self.rows).step_by(every.max(1)).map(|i| self.row(i))
+    }
+
+    /// The rows [`Matrix::held_out_rows`] leaves: the base of the same split.
+    pub fn base_rows(&self, every: usize) -> impl Iterator<Item = &[f32]> {
+        let every = every.max(1);
+        (0..self.rows)
+            .filter(move |i| i % every != 0)
+            .map(|i| self.row(i))
+    }
 }
 
 fn field<'a>(header: &'a str, key: &str) -> Option<&'a str> {
@@ -90,6 +104,19 @@ pub fn read_f32_matrix(path: &Path) -> Result<Matrix> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_out_and_base_rows_split_the_matrix() {
+        let m = Matrix {
+            rows: 7,
+            cols: 1,
+            data: (0..7).map(|i| i as f32).collect(),
+        };
+        let held: Vec<f32> = m.held_out_rows(3).map(|r| r[0]).collect();
+        let base: Vec<f32> = m.base_rows(3).map(|r| r[0]).collect();
+        assert_eq!(held, [0.0, 3.0, 6.0]);
+        assert_eq!(base, [1.0, 2.0, 4.0, 5.0]);
+    }
 
     fn npy(fortran: bool, data: &[f32]) -> Vec<u8> {
         let h = format!(

@@ -47,16 +47,12 @@ fn glove_recall_unfiltered_and_filtered() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100_000);
-    let queries: Vec<Vec<f32>> = (0..m.rows)
-        .step_by(400)
+    let queries: Vec<Vec<f32>> = m
+        .held_out_rows(400)
         .take(QUERIES)
-        .map(|i| m.row(i).to_vec())
+        .map(<[f32]>::to_vec)
         .collect();
-    let base: Vec<Vec<f32>> = (0..m.rows)
-        .filter(|i| i % 400 != 0)
-        .take(base_n)
-        .map(|i| normalized(m.row(i)))
-        .collect();
+    let base: Vec<Vec<f32>> = m.base_rows(400).take(base_n).map(normalized).collect();
     assert_eq!(m.cols, 50);
 
     let tmp = tempfile::tempdir().unwrap();
