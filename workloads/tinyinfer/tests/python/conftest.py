@@ -4,6 +4,7 @@ models, the MiniLM pipeline and one deliberately broken model."""
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -12,6 +13,8 @@ import requests
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
+# Shared test helpers (the stand-in OTLP collector).
+sys.path.insert(0, os.path.join(ROOT, "e2e", "python"))
 CACHE = os.environ.get("CACHE_DIR", os.path.expanduser("~/.cache/modelhub"))
 MODELS = os.environ.get("TINYINFER_MODELS_DIR", os.path.join(CACHE, "tinyinfer", "models"))
 MINILM = os.environ.get("TINYINFER_MINILM_DIR", os.path.join(CACHE, "tinyinfer", "minilm"))

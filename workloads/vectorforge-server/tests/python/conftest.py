@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +21,8 @@ from qdrant_client import QdrantClient
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
+# Shared test helpers (the stand-in OTLP collector).
+sys.path.insert(0, os.path.join(ROOT, "e2e", "python"))
 BIN = os.environ.get(
     "VECTORFORGE_BIN",
     os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "debug", "vectorforge"),
