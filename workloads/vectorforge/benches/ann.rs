@@ -18,6 +18,11 @@ use rayon::prelude::*;
 use serde_json::json;
 use vectorforge::*;
 
+#[path = "../tests/support/ground_truth.rs"]
+mod ground_truth;
+
+use ground_truth::{exact_top, normalized};
+
 fn rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -27,32 +32,6 @@ fn rss_mib() -> f64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn normalized(v: &[f32]) -> Vec<f32> {
-    let mut v = v.to_vec();
-    distance::normalize(&mut v);
-    v
-}
-
-fn exact_top(
-    base: &[Vec<f32>],
-    q: &[f32],
-    k: usize,
-    keep: &(dyn Fn(usize) -> bool + Sync),
-) -> Vec<u64> {
-    let dot = distance::best().dot;
-    let mut v: Vec<(f32, u64)> = (0..base.len())
-        .filter(|&i| keep(i))
-        .map(|i| (-dot(&base[i], q), i as u64))
-        .collect();
-    let k = k.min(v.len());
-    if k == 0 {
-        return Vec::new();
-    }
-    v.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
-    v.truncate(k);
-    v.into_iter().map(|x| x.1).collect()
 }
 
 /// CPU time this thread has run, in seconds (Linux; 0 elsewhere).
@@ -108,7 +87,7 @@ fn main() {
     );
     let truth: Vec<Vec<u64>> = queries
         .par_iter()
-        .map(|q| exact_top(&base_n, &normalized(q), 10, &|_| true))
+        .map(|q| exact_top(&base_n, &normalized(q), 10, |_| true))
         .collect();
 
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -255,7 +234,7 @@ fn search_sweeps(c: &Collection, queries: &[Vec<f32>], truth: &[Vec<u64>], base_
         let keep = move |i: usize| bucket(i) < bound;
         let ftruth: Vec<Vec<u64>> = queries
             .par_iter()
-            .map(|q| exact_top(base_n, &normalized(q), 10, &keep))
+            .map(|q| exact_top(base_n, &normalized(q), 10, keep))
             .collect();
         let mut hit = 0;
         let mut total = 0;

@@ -10,28 +10,12 @@ use std::time::Instant;
 use serde_json::json;
 use vectorforge::*;
 
+#[path = "support/ground_truth.rs"]
+mod ground_truth;
+
+use ground_truth::{exact_top, normalized};
+
 const QUERIES: usize = 500;
-
-fn exact_top(base: &[Vec<f32>], q: &[f32], k: usize, keep: impl Fn(usize) -> bool) -> Vec<u64> {
-    let dot = distance::best().dot;
-    let mut v: Vec<(f32, u64)> = (0..base.len())
-        .filter(|&i| keep(i))
-        .map(|i| (-dot(&base[i], q), i as u64))
-        .collect();
-    let k = k.min(v.len());
-    if k == 0 {
-        return Vec::new();
-    }
-    v.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
-    v.truncate(k);
-    v.into_iter().map(|x| x.1).collect()
-}
-
-fn normalized(v: &[f32]) -> Vec<f32> {
-    let mut v = v.to_vec();
-    distance::normalize(&mut v);
-    v
-}
 
 #[test]
 fn glove_recall_unfiltered_and_filtered() {
