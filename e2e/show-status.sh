@@ -1,24 +1,78 @@
 #!/usr/bin/env bash
-# Shows what the samples became: the custom resources, their children and conditions.
-# Usage: show-status.sh <namespace>
+# What `make up` prints last: waits (bounded) for the samples to settle, shows the custom
+# resources, their children and conditions, asks the sample InferenceService and one
+# VectorCollection pod to answer, and prints the README's next commands with the real pod
+# addresses filled in.
+# Usage: show-status.sh <namespace> [settle-seconds (default 120, SHOW_STATUS_SETTLE_S)]
 set -euo pipefail
 ns=$1
+settle=${2:-${SHOW_STATUS_SETTLE_S:-120}}
 : "${KUBECTL:=kubectl}"
-# Give the operator a moment to create the children and write status.
-for _ in $(seq 1 40); do
-  n=$("$KUBECTL" get -n "$ns" statefulsets,deployments --no-headers 2>/dev/null | wc -l)
-  [ "$n" -ge 4 ] && break
-  sleep 0.5
+k() { "$KUBECTL" -n "$ns" "$@"; }
+
+ready() { # ready KIND NAME: the resource's Ready condition is True
+  [ "$(k get "$1" "$2" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+}
+pod_ip() { k get pod "$1" -o jsonpath='{.status.podIP}' 2>/dev/null || true; }
+
+# The samples settle when the InferenceService and the VectorCollection are Ready (the
+# TrafficPolicy's gateway has no binary yet, so it is not waited for).
+echo "==> waiting up to ${settle}s for the samples to become Ready"
+start=$SECONDS
+while :; do
+  if ready isvc minilm && ready vc docs; then
+    echo "    settled after $((SECONDS - start))s"
+    break
+  fi
+  if [ $((SECONDS - start)) -ge "$settle" ]; then
+    echo "    not all Ready after ${settle}s; what is there now:" >&2
+    break
+  fi
+  sleep 2
 done
+
 echo
 echo "=== ModelHub resources in namespace $ns ==="
-"$KUBECTL" get -n "$ns" modelhub -o wide
+k get modelhub -o wide
 echo
 echo "=== their children ==="
-"$KUBECTL" get -n "$ns" statefulsets,deployments,services,poddisruptionbudgets -l app.kubernetes.io/managed-by=modelhub-operator
+k get statefulsets,deployments,services,poddisruptionbudgets -l app.kubernetes.io/managed-by=modelhub-operator
+echo
+echo "=== pods ==="
+k get pods -o wide
 echo
 echo "=== conditions ==="
-"$KUBECTL" get -n "$ns" modelhub -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}:{"\n"}{range .status.conditions[*]}  {.type}={.status} ({.reason}) {.message}{"\n"}{end}{end}'
+k get modelhub -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}:{"\n"}{range .status.conditions[*]}  {.type}={.status} ({.reason}) {.message}{"\n"}{end}{end}'
+
+isvc_ip=$(pod_ip minilm-0)
+vc_ip=$(pod_ip docs-shard-0-0)
+infer_body='{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["hello"]}]}'
 echo
-echo "The node agent runs the pods as local processes: tinyinfer serves MiniLM, vectorforge serves each shard pod's collection (single-node: no replication yet); gateway pods wait with ErrImagePull until that binary exists."
-echo "Try: kubectl get modelhub -A;  kubectl explain vc.spec;  make down"
+if [ -n "$isvc_ip" ]; then
+  echo "=== minilm-0 ($isvc_ip) embeds \"hello\" (first numbers of the 384-d answer) ==="
+  curl -s --max-time 10 -X POST "http://$isvc_ip:8080/v2/models/minilm/infer" \
+    -H 'content-type: application/json' -d "$infer_body" | cut -c1-300 || echo "(no answer yet)"
+  echo
+fi
+if [ -n "$vc_ip" ]; then
+  echo "=== docs-shard-0-0 ($vc_ip) describes its collection ==="
+  curl -s --max-time 10 "http://$vc_ip:6333/collections/docs" | cut -c1-300 || echo "(no answer yet)"
+  echo
+fi
+
+cat <<EOF
+
+The node agent runs the pods as local processes: tinyinfer serves MiniLM, vectorforge
+serves each shard pod's collection (single-node: no replication yet); gateway pods wait
+with ErrImagePull until that binary exists.
+
+Next:
+  source e2e/cluster/env.sh                 # kubectl/helm on PATH, KUBECONFIG
+  kubectl get modelhub -A
+  curl -s -X POST http://${isvc_ip:-<minilm-0 pod IP>}:8080/v2/models/minilm/infer -H 'content-type: application/json' \\
+    -d '$infer_body'
+  curl -s http://${vc_ip:-<docs-shard-0-0 pod IP>}:6333/collections/docs
+  kubectl scale isvc/minilm -n $ns --replicas=2
+  make logs POD=$ns/minilm-0
+  make down
+EOF

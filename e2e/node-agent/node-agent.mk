@@ -31,7 +31,7 @@ test-node-agent: cluster-up build-node-agent ## node agent tests against the rea
 	$(CARGO) test -p modelhub-node-agent --no-run
 	$(NODE_AGENT_DIR)/down.sh "$(NODE_AGENT_STATE)"
 	$(NODE_AGENT_TEST_UP)
-	status=0; $(CARGO) test -p modelhub-node-agent --test cluster --test jobs -- --ignored --test-threads=2 || status=$$?; \
+	status=0; $(CARGO) test -p modelhub-node-agent --test cluster --test jobs --test image -- --ignored --test-threads=2 || status=$$?; \
 	  if [ $$status -eq 0 ]; then \
 	    NODE_AGENT_UP='$(NODE_AGENT_TEST_UP)' NODE_AGENT_DOWN='$(NODE_AGENT_DIR)/down.sh "$(NODE_AGENT_STATE)"' \
 	      $(CARGO) test -p modelhub-node-agent --test restart -- --ignored || status=$$?; \

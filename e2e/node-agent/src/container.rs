@@ -3,7 +3,7 @@
 //! and stop it with SIGTERM, the grace period, then SIGKILL.
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use crate::config::AgentConfig;
 use crate::env;
 use crate::error::{Error, Result};
 use crate::probe::{self, Outcome, Timing};
+use crate::process::signal_group;
 use crate::sandbox::ExecSpec;
 use crate::status::{Shared, State, now};
 use crate::volumes::PreparedVolumes;
@@ -97,14 +98,6 @@ async fn set_state(
         .await;
 }
 
-/// Sends `sig` to the process group of `pid`.
-pub fn signal_group(pid: u32, sig: libc::c_int) {
-    if let Ok(pid) = i32::try_from(pid) {
-        // SAFETY: plain syscall; the group exists while we have not reaped its leader.
-        unsafe { libc::kill(-pid, sig) };
-    }
-}
-
 /// SIGTERM, wait up to `grace`, then SIGKILL; returns the exit status.
 async fn terminate(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
     let Some(pid) = child.id() else {
@@ -150,6 +143,7 @@ async fn start(ctx: &PodContext, c: &Container) -> Result<(Child, ExecSpec)> {
     let spec = ExecSpec {
         netns: ctx.netns.clone(),
         hostname: ctx.pod.metadata.name.clone().unwrap_or_default(),
+        image_dir: binary.parent().map(Path::to_path_buf),
         mounts: ctx
             .volumes
             .get()
@@ -186,11 +180,7 @@ async fn start(ctx: &PodContext, c: &Container) -> Result<(Child, ExecSpec)> {
         .spawn()
         .map_err(|e| Error::io("spawning the sandbox helper", e))?;
     if let Some(pid) = child.id() {
-        let started = crate::kubelet::process_start_time(pid).unwrap_or(0);
-        let _ = std::fs::write(
-            pod_dir.join(format!("{}.pid", c.name)),
-            format!("{pid} {started}"),
-        );
+        crate::process::record(&pod_dir.join(format!("{}.pid", c.name)), pid);
     }
     Ok((child, spec))
 }

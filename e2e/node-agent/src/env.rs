@@ -9,6 +9,7 @@ use kube::{Api, Client};
 
 use crate::config::AgentConfig;
 use crate::error::{Error, Result};
+use crate::sandbox::IMAGE_DIR;
 
 /// Registry prefix of ModelHub's own images.
 pub const MODELHUB_REGISTRY: &str = "ghcr.io/modelhub/";
@@ -55,8 +56,11 @@ pub fn resolve_image(config: &AgentConfig, image: &str) -> Result<PathBuf> {
 
 /// The argv of a container: `command` replaces the image's entrypoint (the mapped binary);
 /// a command naming the image's binary, or a path that does not exist here, runs that binary.
+/// The image's binary is named by its path inside the container ([`IMAGE_DIR`], where the
+/// sandbox mounts the binary's directory), not by its host path.
 pub fn argv(container: &Container, binary: &Path) -> Vec<String> {
-    let bin = binary.to_string_lossy().into_owned();
+    let in_image = Path::new(IMAGE_DIR).join(binary.file_name().unwrap_or_default());
+    let bin = in_image.to_string_lossy().into_owned();
     let mut argv = match container.command.as_deref() {
         Some([first, rest @ ..]) => {
             let first_path = Path::new(first);
@@ -313,5 +317,37 @@ mod tests {
     fn expansion_uses_earlier_variables() {
         let env = vec![("A".to_owned(), "1".to_owned())];
         assert_eq!(expand("x$(A)y$(B)", &env), "x1y$(B)");
+    }
+
+    fn container(command: Option<&[&str]>, args: &[&str]) -> Container {
+        Container {
+            name: "c".into(),
+            command: command.map(|c| c.iter().map(|s| s.to_string()).collect()),
+            args: Some(args.iter().map(|s| s.to_string()).collect()),
+            ..Container::default()
+        }
+    }
+
+    #[test]
+    fn the_entrypoint_runs_from_the_image_directory() {
+        let bin = Path::new("/tmp/clone/target/debug/tinyinfer");
+        assert_eq!(
+            argv(&container(None, &["--port=1"]), bin),
+            ["/opt/modelhub/bin/tinyinfer", "--port=1"]
+        );
+        // A command naming the image's binary, or an image path absent here, runs it too.
+        for cmd in ["tinyinfer", "/usr/local/bin/app"] {
+            assert_eq!(
+                argv(&container(Some(&[cmd, "-v"]), &[]), bin),
+                ["/opt/modelhub/bin/tinyinfer", "-v"],
+                "{cmd}"
+            );
+        }
+        // A program that exists on the machine, or one found on PATH, is run as given.
+        assert_eq!(
+            argv(&container(Some(&["/bin/sh", "-c", "true"]), &[]), bin),
+            ["/bin/sh", "-c", "true"]
+        );
+        assert_eq!(argv(&container(Some(&["cat"]), &[]), bin), ["cat"]);
     }
 }

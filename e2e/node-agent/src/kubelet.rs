@@ -11,15 +11,8 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::container::signal_group;
 use crate::pod::{self, Deps};
-
-/// Start time (clock ticks since boot) of process `pid`, to recognise it after a restart.
-pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_comm = &stat[stat.rfind(')')? + 2..];
-    after_comm.split_whitespace().nth(19)?.parse().ok()
-}
+use crate::process;
 
 /// Kills the process groups recorded in `<data-root>/pods/*/*.pid` by a previous run.
 pub fn kill_leftovers(data_root: &Path) {
@@ -35,15 +28,9 @@ pub fn kill_leftovers(data_root: &Path) {
             if path.extension().and_then(|e| e.to_str()) != Some("pid") {
                 continue;
             }
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let mut parts = text.split_whitespace();
-            let pid = parts.next().and_then(|p| p.parse::<u32>().ok());
-            let started = parts.next().and_then(|p| p.parse::<u64>().ok());
-            if let (Some(pid), Some(started)) = (pid, started)
-                && process_start_time(pid) == Some(started)
-            {
+            if let Some(pid) = process::still_running(&path) {
                 tracing::info!(pid, file = %path.display(), "killing a container process left by a previous run");
-                signal_group(pid, libc::SIGKILL);
+                process::signal_group(pid, libc::SIGKILL);
             }
             let _ = std::fs::remove_file(&path);
         }

@@ -16,6 +16,7 @@ pub mod network;
 pub mod node;
 pub mod pod;
 pub mod probe;
+pub mod process;
 pub mod sandbox;
 pub mod scheduler;
 pub mod status;

@@ -1,8 +1,9 @@
 //! The sandbox helper: the agent re-executes itself as `modelhub-node-agent sandbox <spec>`
 //! for every container start. The helper (single-threaded, before any workload code runs)
 //! joins the pod's network namespace, enters a private mount and UTS namespace, bind-mounts
-//! the pod's volumes at their mount paths, becomes a session leader (so the agent can signal
-//! the whole process group) and finally `exec`s the container's command.
+//! the image's files at [`IMAGE_DIR`] and then the pod's volumes at their mount paths,
+//! becomes a session leader (so the agent can signal the whole process group) and finally
+//! `exec`s the container's command.
 
 use std::ffi::CString;
 use std::io::Write;
@@ -20,11 +21,21 @@ pub struct Mount {
     pub read_only: bool,
 }
 
+/// Where a container sees its image's files: the directory of the mapped binary (with what
+/// lies beside it, such as the ONNX Runtime library next to `tinyinfer`), mounted read-only
+/// before the volumes, like the filesystem an image brings. The entrypoint runs from here,
+/// so a program that looks beside itself finds its files whatever the host path is, even
+/// when a volume (an `emptyDir` at `/tmp`, say) covers that host path.
+pub const IMAGE_DIR: &str = "/opt/modelhub/bin";
+
 /// Everything the helper needs to start one container process.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExecSpec {
     pub netns: Option<PathBuf>,
     pub hostname: String,
+    /// Host directory holding the image's files, mounted at [`IMAGE_DIR`].
+    #[serde(default)]
+    pub image_dir: Option<PathBuf>,
     pub mounts: Vec<Mount>,
     pub workdir: Option<PathBuf>,
     pub argv: Vec<String>,
@@ -59,6 +70,24 @@ fn open_path(p: &Path) -> std::io::Result<std::fs::File> {
 fn check(rc: libc::c_int, what: &str) {
     if rc != 0 {
         fail(what, std::io::Error::last_os_error());
+    }
+}
+
+/// The host path of `program` as given in the container's argv: paths under [`IMAGE_DIR`]
+/// live in the image directory until it is mounted.
+fn host_path_of(program: &str, image_dir: Option<&Path>) -> PathBuf {
+    match (image_dir, Path::new(program).strip_prefix(IMAGE_DIR)) {
+        (Some(dir), Ok(rest)) => dir.join(rest),
+        _ => PathBuf::from(program),
+    }
+}
+
+/// Whether `path` (as seen now, after the mounts) is the file `file` was opened from.
+fn same_file(path: &Path, file: &std::fs::File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
     }
 }
 
@@ -108,6 +137,17 @@ pub fn run(spec_path: &Path) -> ! {
     );
     let mut mounts = spec.mounts.clone();
     mounts.sort_by_key(|m| m.target.components().count());
+    // The image comes first: volumes may cover parts of it, as they do in a container.
+    if let Some(dir) = &spec.image_dir {
+        mounts.insert(
+            0,
+            Mount {
+                source: dir.clone(),
+                target: PathBuf::from(IMAGE_DIR),
+                read_only: true,
+            },
+        );
+    }
     // A mount may hide the host paths of later sources or of the program (an emptyDir at
     // /work hides /work/main/...), so hold them all open first and use them by descriptor.
     let sources: Vec<std::fs::File> = mounts
@@ -121,8 +161,9 @@ pub fn run(spec_path: &Path) -> ! {
         fail("empty command", "no argv")
     };
     let program_fd = if program.contains('/') {
-        let f = open_path(Path::new(program))
-            .unwrap_or_else(|e| fail(&format!("opening {program}"), e));
+        let host_path = host_path_of(program, spec.image_dir.as_deref());
+        let f = open_path(&host_path)
+            .unwrap_or_else(|e| fail(&format!("opening {}", host_path.display()), e));
         // The descriptor must survive exec for `/proc/self/fd/N` to name the program.
         // SAFETY: clears FD_CLOEXEC on a descriptor this process owns.
         unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETFD, 0) };
@@ -181,6 +222,10 @@ pub fn run(spec_path: &Path) -> ! {
     // SAFETY: plain syscall; makes this process the leader of a new session and group.
     unsafe { libc::setsid() };
     let mut cmd = match &program_fd {
+        // The program's path still names it inside the mounts (the image's entrypoint, or
+        // a host program no volume covers): exec it by path, so `/proc/self/exe` and the
+        // program's view of where it lives are the container's, not the host's.
+        Some(f) if same_file(Path::new(program), f) => std::process::Command::new(program),
         Some(f) => {
             let mut c = std::process::Command::new(format!("/proc/self/fd/{}", f.as_raw_fd()));
             c.arg0(program);

@@ -20,9 +20,9 @@ pub const LIBRARY_NAMES: [&str; 2] = ["libonnxruntime.so", "libonnxruntime.so.1.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error(
-        "ONNX Runtime library not found at {0}: set ORT_DYLIB_PATH to libonnxruntime.so.1.32.0 from the onnxruntime 1.32.0 wheel (`make ort-lib`) or place libonnxruntime.so beside the binary"
+        "ONNX Runtime library not found at {path} ({origin}): set ORT_DYLIB_PATH to libonnxruntime.so.1.32.0 from the onnxruntime 1.32.0 wheel (`make ort-lib`) or place libonnxruntime.so beside the binary; in a pod, a volume mounted over that path hides a file the image carries there"
     )]
-    LibraryMissing(String),
+    LibraryMissing { path: String, origin: &'static str },
     #[error("cannot load ONNX Runtime: {0}")]
     LibraryLoad(String),
     #[error("cannot load model {path}: {message}")]
@@ -37,20 +37,26 @@ static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
 
 /// Where the ONNX Runtime library will be loaded from.
 pub fn library_path() -> PathBuf {
+    library_location().0
+}
+
+/// The library's path and what chose it (for the error that says where it looked).
+fn library_location() -> (PathBuf, &'static str) {
     if let Ok(p) = std::env::var("ORT_DYLIB_PATH")
         && !p.trim().is_empty()
     {
-        return PathBuf::from(p);
+        return (PathBuf::from(p), "from ORT_DYLIB_PATH");
     }
     let dir = std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| PathBuf::from("."));
-    LIBRARY_NAMES
+    let path = LIBRARY_NAMES
         .iter()
         .map(|name| dir.join(name))
         .find(|p| p.exists())
-        .unwrap_or_else(|| dir.join(LIBRARY_NAMES[0]))
+        .unwrap_or_else(|| dir.join(LIBRARY_NAMES[0]));
+    (path, "beside the binary")
 }
 
 /// Loads ONNX Runtime (once) and returns the process-wide environment.
@@ -61,9 +67,12 @@ pub fn environment() -> Result<Environment, RuntimeError> {
     if let Some(env) = guard.as_ref() {
         return Ok(env.clone());
     }
-    let path = library_path();
+    let (path, origin) = library_location();
     if !path.is_file() {
-        return Err(RuntimeError::LibraryMissing(path.display().to_string()));
+        return Err(RuntimeError::LibraryMissing {
+            path: path.display().to_string(),
+            origin,
+        });
     }
     let path = std::fs::canonicalize(&path)
         .map_err(|e| RuntimeError::LibraryLoad(format!("{}: {e}", path.display())))?;

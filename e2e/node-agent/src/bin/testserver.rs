@@ -3,8 +3,9 @@
 //! `/healthz/false` to fail liveness (and the gRPC health service on `--grpc-port`), `/exit`,
 //! `/api` to check the API server is reachable from the pod, `/whoami` to ask it who the
 //! pod is with its service-account token),
-//! counts its starts in `<data-dir>/starts` (to prove a PVC survives pod deletion) and exits
-//! cleanly on SIGTERM.
+//! counts its starts in `<data-dir>/starts` (to prove a PVC survives pod deletion), with
+//! `--beside FILE` refuses to start unless FILE lies beside its own binary (as tinyinfer
+//! needs ONNX Runtime) and serves its content at `/beside`, and exits cleanly on SIGTERM.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +26,10 @@ struct Args {
     /// Also serve `grpc.health.v1.Health` on this port (SERVING until `/healthz/false`).
     #[arg(long)]
     grpc_port: Option<u16>,
+    /// A file that must lie beside this binary (found through its own path, as a program
+    /// finds a shared library it ships with); served at `/beside`.
+    #[arg(long)]
+    beside: Option<String>,
 }
 
 struct State {
@@ -32,6 +37,7 @@ struct State {
     ready: AtomicBool,
     healthy: AtomicBool,
     starts: u64,
+    beside: String,
 }
 
 fn env(name: &str) -> String {
@@ -54,6 +60,15 @@ async fn main() -> anyhow::Result<()> {
             + 1;
         std::fs::write(&file, starts.to_string()).context("writing the start counter")?;
     }
+    let beside = match &args.beside {
+        Some(name) => {
+            let exe = std::env::current_exe().context("own path")?;
+            let path = exe.parent().unwrap_or(&exe).join(name);
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("{} (beside {})", path.display(), exe.display()))?
+        }
+        None => String::new(),
+    };
     let (grpc_health, grpc_service) = tonic_health::server::health_reporter();
     grpc_health
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -75,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         ready: AtomicBool::new(true),
         healthy: AtomicBool::new(true),
         starts,
+        beside,
     });
     let listener = TcpListener::bind(("0.0.0.0", args.port))
         .await
@@ -107,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
                     "/ready/true" => { state.ready.store(true, Ordering::SeqCst); (200, "ok".to_owned()) }
                     "/ready/false" => { state.ready.store(false, Ordering::SeqCst); (200, "ok".to_owned()) }
                     "/exit" => std::process::exit(3),
+                    "/beside" => (200, state.beside.clone()),
                     "/whoami" => match whoami().await {
                         Ok(user) => (200, user),
                         Err(e) => (503, format!("{e:#}")),
@@ -123,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
                         "node": env("NODE_NAME"), "version": env("VERSION"), "secret": env("SECRET_VALUE"),
                         "config": env("CONFIG_VALUE"), "pid": std::process::id(), "starts": state.starts,
                         "hostname": std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(),
+                        "exe": std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
                         "mounted_config": std::fs::read_to_string("/etc/testserver/greeting").unwrap_or_default(),
                     }).to_string()),
                 };
