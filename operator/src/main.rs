@@ -170,10 +170,21 @@ async fn run_controllers(
             ctx.clone(),
         )
         .for_each(|r| log_result("TrafficPolicy", r));
-    let watches = ctx
-        .owned
-        .clone()
-        .watch(client.clone(), ns.clone(), writers, triggers, policies);
+    let children = ctx.owned.clone().watch(
+        client.clone(),
+        ns.clone(),
+        writers.children,
+        triggers.clone(),
+    );
+    let backends = controllers::traffic_policy::watch_backends(
+        api(&client, nsr),
+        writers.inference_services,
+        &triggers,
+        &policies,
+    );
+    let watches = async {
+        tokio::join!(children, backends);
+    };
     // The controllers end on `stop`; the watches end with them.
     tokio::select! {
         _ = async { tokio::join!(vc, isvc, tp) } => {}

@@ -335,13 +335,16 @@ pub struct VectorCollectionStatus {
     /// Label selector of all pods of the collection (for the scale subresource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
-    /// Per-shard replica counts and Raft leader.
+    /// Per-shard replica counts (written by the operator) and Raft leader (reported by
+    /// the shard's pods); a list keyed by `index`, so each writer owns its own fields.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["index".into()]))]
     pub shards: Vec<ShardStatus>,
     /// Shards whose every replica is ready.
     #[serde(default)]
     pub ready_shards: i32,
-    /// Total points stored, as last reported by the shards.
+    /// Total points stored, as last reported by the shards (written by them, never by
+    /// the operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<i64>,
     /// In-cluster address of the collection's REST API.

@@ -8,19 +8,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, Observed};
-use super::owned::{apply, prune};
+use super::owned::{Triggers, apply, prune};
 use super::{Context, Error, instrumented, names, patch_status, publish_transitions};
 use crate::api::{
-    BackendWeight, RolloutPhase, TrafficPolicy, TrafficPolicySpec, TrafficPolicyStatus,
-    condition_type,
+    BackendWeight, InferenceService, RolloutPhase, TrafficPolicy, TrafficPolicySpec,
+    TrafficPolicyStatus, condition_type,
 };
 use crate::builders::traffic_policy::{self as build, HTTP_PORT};
 
@@ -83,6 +87,40 @@ async fn reconcile_inner(tp: Arc<TrafficPolicy>, ctx: Arc<Context>) -> Result<Ac
     }
     // Backends are watched; the periodic requeue is a safety net.
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Keeps the InferenceService metadata store (`Owned::inference_services`) and wakes
+/// the TrafficPolicies (in `policies`) whose backends name a changed InferenceService.
+pub async fn watch_backends(
+    api: Api<PartialObjectMeta<InferenceService>>,
+    writer: reflector::store::Writer<PartialObjectMeta<InferenceService>>,
+    triggers: &Triggers,
+    policies: &Store<TrafficPolicy>,
+) {
+    let mut events = std::pin::pin!(
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(|m| m.metadata.managed_fields = None)
+            .reflect(writer)
+            .touched_objects()
+    );
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(isvc) => {
+                let (ns, name) = (isvc.namespace(), isvc.name_any());
+                for tp in policies.state() {
+                    if tp.namespace() == ns && tp.spec.backends.iter().any(|b| b.service == name) {
+                        let _ = triggers
+                            .traffic_policies
+                            .unbounded_send(ObjectRef::from_obj(tp.as_ref()));
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(kind = "InferenceService", error = %err, "watch of backends failed; retrying");
+            }
+        }
+    }
 }
 
 /// Weights the gateways apply: the spec's, or with `abort` during a rollout the stable

@@ -76,7 +76,7 @@ async fn reconcile_inner(vc: Arc<VectorCollection>, ctx: Arc<Context>) -> Result
     let previous = vc.status.clone().unwrap_or_default();
     let status = compute_status(&vc, &statefulsets, Timestamp::now());
     publish_transitions(&ctx, vc.as_ref(), &previous.conditions, &status.conditions).await;
-    if status != previous {
+    if status != operator_owned(previous) {
         patch_status(client, vc.as_ref(), &status).await?;
     }
 
@@ -85,7 +85,20 @@ async fn reconcile_inner(vc: Arc<VectorCollection>, ctx: Arc<Context>) -> Result
     Ok(Action::requeue(Duration::from_secs(300)))
 }
 
-/// Status of `vc` given its shard StatefulSets as stored in the API.
+/// The part of a status the operator writes: without the fields the collection's own
+/// pods report (`points`, each shard's `leader`), which a forced server-side apply of
+/// the whole status would otherwise take over from them. `shards` is a list keyed by
+/// `index`, so the operator and the pods each own their fields of one entry.
+pub fn operator_owned(mut status: VectorCollectionStatus) -> VectorCollectionStatus {
+    status.points = None;
+    for shard in &mut status.shards {
+        shard.leader = None;
+    }
+    status
+}
+
+/// Status of `vc` given its shard StatefulSets as stored in the API: the fields the
+/// operator owns (see [`operator_owned`]).
 pub fn compute_status(
     vc: &VectorCollection,
     statefulsets: &[StatefulSet],
@@ -99,16 +112,11 @@ pub fn compute_status(
         .enumerate()
         .map(|(i, sts)| {
             let st = sts.status.clone().unwrap_or_default();
-            let leader = previous
-                .shards
-                .iter()
-                .find(|s| s.index == i as i32)
-                .and_then(|s| s.leader.clone());
             ShardStatus {
                 index: i as i32,
                 replicas: st.replicas,
                 ready_replicas: st.ready_replicas.unwrap_or(0),
-                leader,
+                leader: None,
             }
         })
         .collect();
@@ -193,7 +201,7 @@ pub fn compute_status(
         selector: Some(selector_string(&selector_labels(WORKLOAD, &vc.name_any()))),
         ready_shards,
         shards,
-        points: previous.points,
+        points: None,
         endpoint: vc
             .namespace()
             .map(|ns| format!("http://{}.{ns}.svc:{HTTP_PORT}", vc.name_any())),

@@ -9,3 +9,4 @@ mod harness;
 mod invalid_specs;
 mod leader_election;
 mod reconcile;
+mod writes;
