@@ -7,9 +7,9 @@
 
 use std::time::Instant;
 
+use oip::{Tensor, TensorData};
 use tinyinfer::config::RuntimeOptions;
 use tinyinfer::runtime::OrtModel;
-use tinyinfer::tensor::{Tensor, TensorData};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();

@@ -1,18 +1,19 @@
 //! Dynamic batching for one model version: a bounded queue in front of a single worker
 //! that concatenates compatible requests (same inputs except the batch dimension) up to
-//! `maxBatchSize` rows or until `maxQueueDelay` passes, runs them once on ONNX Runtime and
-//! splits the outputs back. Cancelled and expired requests are dropped before running.
+//! `maxBatchSize` rows (and the model's own limit) or until `maxQueueDelay` passes, runs
+//! them once on the [`Model`] and splits the outputs back. Cancelled and expired requests
+//! are dropped before running; a failed run fails every request of its batch.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use oip::{Tensor, TensorData};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::BatchingConfig;
+use crate::engine::Model;
 use crate::error::InferError;
 use crate::metrics::Metrics;
-use crate::runtime::OrtModel;
-use crate::tensor::{Tensor, TensorData};
 
 type Reply = oneshot::Sender<Result<Vec<Tensor>, InferError>>;
 
@@ -55,21 +56,26 @@ pub struct BatcherSettings {
     pub model: String,
     pub version: String,
     pub config: BatchingConfig,
-    /// Whether requests may be concatenated (all inputs/outputs have a dynamic first dim).
-    pub batchable: bool,
 }
 
 impl Batcher {
     /// Starts the worker task for `model`; it ends once every handle is dropped and the
     /// queue is drained, so in-flight batches finish on shutdown.
-    pub fn spawn(model: Arc<OrtModel>, settings: BatcherSettings, metrics: Metrics) -> Self {
+    pub fn spawn(model: Arc<dyn Model>, settings: BatcherSettings, metrics: Metrics) -> Self {
         let (tx, rx) = mpsc::channel(settings.config.max_queue_size.max(1));
         let model_name = settings.model.clone();
         tokio::spawn(worker(model, settings, metrics, rx));
         Self { tx, model_name }
     }
 
+    /// Requests waiting in the queue (not counting the batch being collected or run).
+    pub fn queue_len(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Queues `inputs` (already validated against the model) and waits for the outputs.
+    /// The request is queued when this future is first polled; dropping the future later
+    /// cancels it (it is skipped if its batch has not run yet).
     pub async fn infer(
         &self,
         inputs: Vec<Tensor>,
@@ -97,17 +103,17 @@ impl Batcher {
 }
 
 async fn worker(
-    model: Arc<OrtModel>,
+    model: Arc<dyn Model>,
     settings: BatcherSettings,
     metrics: Metrics,
     mut rx: mpsc::Receiver<Job>,
 ) {
     let labels = [settings.model.as_str(), settings.version.as_str()];
-    let max_rows = if settings.batchable {
-        settings.config.max_batch_size.max(1)
-    } else {
-        1
-    };
+    let max_rows = settings
+        .config
+        .max_batch_size
+        .max(1)
+        .min(model.max_batch_size().unwrap_or(usize::MAX).max(1));
     let delay = Duration::from_micros(settings.config.max_queue_delay_us);
     let mut held: Option<Job> = None;
     loop {
@@ -176,7 +182,7 @@ async fn worker(
         let row_counts: Vec<usize> = live.iter().map(Job::rows).collect();
         let (replies, inputs): (Vec<Reply>, Vec<Vec<Tensor>>) =
             live.into_iter().map(|j| (j.reply, j.inputs)).unzip();
-        let result = tokio::task::spawn_blocking(move || run_batch(&model, inputs, &row_counts))
+        let result = tokio::task::spawn_blocking(move || run_batch(&*model, inputs, &row_counts))
             .await
             .unwrap_or_else(|e| Err(InferError::Internal(format!("batch task failed: {e}"))));
         metrics
@@ -201,7 +207,7 @@ async fn worker(
 
 /// Concatenates the jobs' inputs, runs the model once and splits every output by rows.
 fn run_batch(
-    model: &OrtModel,
+    model: &dyn Model,
     mut jobs: Vec<Vec<Tensor>>,
     row_counts: &[usize],
 ) -> Result<Vec<Vec<Tensor>>, InferError> {
@@ -250,3 +256,6 @@ fn run_batch(
     }
     Ok(per_job)
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,12 +5,11 @@
 
 use std::path::Path;
 
+use oip::{DataType, Tensor, TensorData, TensorSpec};
 use tokenizers::Tokenizer;
 
 use crate::config::Pooling;
 use crate::error::InferError;
-use crate::runtime::TensorSpec;
-use crate::tensor::{DataType, Tensor, TensorData};
 
 /// Name of the pipeline's input (BYTES, one sentence per element).
 pub const TEXT_INPUT: &str = "text";

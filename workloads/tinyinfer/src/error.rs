@@ -1,8 +1,9 @@
 //! The error every inference path returns, and how it maps onto HTTP statuses and gRPC
 //! codes (400 bad input, 404 unknown model, 503 not ready, 429 queue full...).
 
+use oip::{CodecError, TensorError};
+
 use crate::runtime::RuntimeError;
-use crate::tensor::TensorError;
 
 /// Why an inference or repository request failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -69,6 +70,12 @@ impl InferError {
 
 impl From<TensorError> for InferError {
     fn from(e: TensorError) -> Self {
+        Self::BadRequest(e.to_string())
+    }
+}
+
+impl From<CodecError> for InferError {
+    fn from(e: CodecError) -> Self {
         Self::BadRequest(e.to_string())
     }
 }

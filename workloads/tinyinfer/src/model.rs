@@ -4,14 +4,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use oip::{Tensor, TensorSpec};
+
 use crate::batcher::{Batcher, BatcherSettings};
 use crate::config::ModelConfig;
 use crate::embedding::EmbeddingPipeline;
+use crate::engine::Model;
 use crate::error::InferError;
 use crate::metrics::Metrics;
-use crate::runtime::{OrtModel, TensorSpec};
+use crate::runtime::OrtModel;
 use crate::storage::Storage;
-use crate::tensor::Tensor;
 
 /// A decoded inference request, independent of REST or gRPC.
 #[derive(Debug, Default)]
@@ -21,6 +23,18 @@ pub struct InferRequest {
     /// Output names asked for; empty means every output.
     pub outputs: Vec<String>,
     pub deadline: Option<Instant>,
+}
+
+impl From<oip::InferRequest> for InferRequest {
+    /// The protocol's `timeout` becomes a deadline counted from now (decoding time).
+    fn from(r: oip::InferRequest) -> Self {
+        Self {
+            id: r.id,
+            inputs: r.inputs,
+            outputs: r.outputs,
+            deadline: r.timeout.map(|t| Instant::now() + t),
+        }
+    }
 }
 
 /// A model version that loaded and can serve requests.
@@ -62,25 +76,21 @@ impl ServedModel {
             .await
             .map_err(|e| format!("load task failed: {e}"))?
             .map_err(|e| e.to_string())?;
-        let engine = Arc::new(engine);
-        let batchable = engine
-            .inputs
-            .iter()
-            .chain(&engine.outputs)
-            .all(|s| s.shape.first() == Some(&-1));
+        let engine: Arc<dyn Model> = Arc::new(engine);
+        let batchable = engine.max_batch_size() != Some(1);
         let pipeline = match tokenizer_path {
             Some(p) => Some(EmbeddingPipeline::new(
                 &p,
                 config.pooling.unwrap_or_default(),
                 config.max_tokens,
-                &engine.inputs,
-                &engine.outputs,
+                engine.inputs(),
+                engine.outputs(),
             )?),
             None => None,
         };
         let (inputs, outputs) = match &pipeline {
             Some(p) => (vec![p.input_spec()], p.output_specs()),
-            None => (engine.inputs.clone(), engine.outputs.clone()),
+            None => (engine.inputs().to_vec(), engine.outputs().to_vec()),
         };
         let batcher = Batcher::spawn(
             engine.clone(),
@@ -88,7 +98,6 @@ impl ServedModel {
                 model: config.name.clone(),
                 version: config.version.clone(),
                 config: config.batching.clone(),
-                batchable,
             },
             metrics,
         );
@@ -104,7 +113,7 @@ impl ServedModel {
             config,
             inputs,
             outputs,
-            graph_inputs: engine.inputs.clone(),
+            graph_inputs: engine.inputs().to_vec(),
             batchable,
             batcher,
             pipeline,

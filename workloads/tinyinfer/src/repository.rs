@@ -15,6 +15,15 @@ use crate::metrics::Metrics;
 use crate::model::ServedModel;
 use crate::storage::Storage;
 
+/// The server's metadata, as both transports report it.
+pub fn server_metadata() -> oip::ServerMetadata {
+    oip::ServerMetadata {
+        name: "tinyinfer".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        extensions: vec!["binary_tensor_data".into(), "model_repository".into()],
+    }
+}
+
 /// Lifecycle of one model version.
 #[derive(Clone)]
 pub enum ModelState {
@@ -222,6 +231,17 @@ impl Repository {
         v
     }
 
+    /// Metadata of a served model version, as both transports report it.
+    pub fn metadata(&self, model: &ServedModel) -> oip::ModelMetadata {
+        oip::ModelMetadata {
+            name: model.config.name.clone(),
+            versions: self.versions(&model.config.name),
+            platform: "onnxruntime_onnx".into(),
+            inputs: model.inputs.clone(),
+            outputs: model.outputs.clone(),
+        }
+    }
+
     /// The repository index (OIP repository extension).
     pub fn index(&self) -> Vec<IndexEntry> {
         self.entries
@@ -279,7 +299,7 @@ impl Repository {
         name: &str,
         version: Option<&str>,
         request: crate::model::InferRequest,
-    ) -> Result<(Arc<ServedModel>, Vec<crate::tensor::Tensor>), InferError> {
+    ) -> Result<(Arc<ServedModel>, Vec<oip::Tensor>), InferError> {
         let started = std::time::Instant::now();
         let model = match self.get(name, version) {
             Ok(m) => m,

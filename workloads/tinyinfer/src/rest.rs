@@ -1,9 +1,9 @@
 //! Open Inference Protocol v2 over REST (port 8080): health, server and model metadata,
 //! readiness, inference in JSON and with the binary tensor data extension
-//! (`Inference-Header-Content-Length`), the repository extension, and `/metrics`.
+//! (`Inference-Header-Content-Length`), the repository extension, and `/metrics`. The
+//! bodies are encoded and decoded by `oip::rest`; this module maps them onto the repository.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -11,18 +11,15 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Map, Value as Json, json};
+use oip::rest::{BinaryOutputs, HEADER_LENGTH};
+use oip::{ErrorBody, InferResponse, Tensor};
+use serde_json::{Value as Json, json};
 use tracing::Instrument;
 
 use crate::config::ModelConfig;
 use crate::error::InferError;
-use crate::model::{InferRequest, ServedModel};
+use crate::model::ServedModel;
 use crate::repository::Repository;
-use crate::tensor::{DataType, Tensor, TensorData};
-
-/// Header carrying the JSON part's length in binary-extension bodies.
-pub const HEADER_LENGTH: &str = "inference-header-content-length";
 
 /// Shared state of the REST server.
 #[derive(Clone)]
@@ -68,7 +65,10 @@ pub fn router(state: RestState) -> Router {
 fn error_response(err: &InferError) -> Response {
     let status =
         StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, axum::Json(json!({ "error": err.to_string() }))).into_response()
+    let body = ErrorBody {
+        error: err.to_string(),
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 async fn live() -> Response {
@@ -96,32 +96,8 @@ async fn metrics(State(s): State<RestState>) -> Response {
         .into_response()
 }
 
-/// Server metadata (shared with gRPC).
-pub fn server_metadata_json() -> Json {
-    json!({
-        "name": "tinyinfer",
-        "version": env!("CARGO_PKG_VERSION"),
-        "extensions": ["binary_tensor_data", "model_repository"],
-    })
-}
-
 async fn server_metadata() -> Response {
-    axum::Json(server_metadata_json()).into_response()
-}
-
-fn metadata_json(repo: &Repository, model: &ServedModel) -> Json {
-    let specs = |v: &[crate::runtime::TensorSpec]| {
-        v.iter()
-            .map(|s| json!({ "name": s.name, "datatype": s.datatype.as_str(), "shape": s.shape }))
-            .collect::<Vec<_>>()
-    };
-    json!({
-        "name": model.config.name,
-        "versions": repo.versions(&model.config.name),
-        "platform": "onnxruntime_onnx",
-        "inputs": specs(&model.inputs),
-        "outputs": specs(&model.outputs),
-    })
+    axum::Json(crate::repository::server_metadata()).into_response()
 }
 
 async fn model_metadata(State(s): State<RestState>, Path(model): Path<String>) -> Response {
@@ -137,7 +113,7 @@ async fn model_metadata_v(
 
 fn metadata(s: &RestState, model: &str, version: Option<&str>) -> Response {
     match s.repo.get(model, version) {
-        Ok(m) => axum::Json(metadata_json(&s.repo, &m)).into_response(),
+        Ok(m) => axum::Json(s.repo.metadata(&m)).into_response(),
         Err(e) => error_response(&e),
     }
 }
@@ -165,179 +141,30 @@ fn readiness(s: &RestState, model: &str, version: Option<&str>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
-struct RestInput {
-    name: String,
-    shape: Vec<i64>,
-    datatype: String,
-    #[serde(default)]
-    parameters: Map<String, Json>,
-    #[serde(default)]
-    data: Option<Json>,
-}
-
-#[derive(Deserialize)]
-struct RestOutput {
-    name: String,
-    #[serde(default)]
-    parameters: Map<String, Json>,
-}
-
-#[derive(Deserialize)]
-struct RestRequest {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    parameters: Map<String, Json>,
-    inputs: Vec<RestInput>,
-    #[serde(default)]
-    outputs: Vec<RestOutput>,
-}
-
-/// Decoded REST request plus how each output should be encoded.
-struct Decoded {
-    request: InferRequest,
-    binary_all: bool,
-    binary_outputs: Vec<(String, bool)>,
-}
-
-fn decode(headers: &HeaderMap, body: &[u8]) -> Result<Decoded, InferError> {
-    let bad = |m: String| InferError::BadRequest(m);
-    let header_len = match headers.get(HEADER_LENGTH) {
-        Some(v) => {
-            let n = v
-                .to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-                .ok_or_else(|| bad("invalid Inference-Header-Content-Length".into()))?;
-            if n > body.len() {
-                return Err(bad(
-                    "Inference-Header-Content-Length exceeds the body".into()
-                ));
-            }
-            n
-        }
-        None => body.len(),
-    };
-    let (json_part, mut binary) = body.split_at(header_len);
-    let req: RestRequest =
-        serde_json::from_slice(json_part).map_err(|e| bad(format!("invalid request JSON: {e}")))?;
-    let mut inputs = Vec::with_capacity(req.inputs.len());
-    for input in req.inputs {
-        let datatype = DataType::parse(&input.datatype).ok_or_else(|| {
-            bad(format!(
-                "input {:?}: unsupported datatype {:?}",
-                input.name, input.datatype
-            ))
-        })?;
-        let binary_size = input
-            .parameters
-            .get("binary_data_size")
-            .and_then(Json::as_u64);
-        let data = match (binary_size, &input.data) {
-            (Some(size), _) => {
-                let size = usize::try_from(size).unwrap_or(usize::MAX);
-                if size > binary.len() {
-                    return Err(bad(format!(
-                        "input {:?}: binary data shorter than binary_data_size",
-                        input.name
-                    )));
-                }
-                let (mine, rest) = binary.split_at(size);
-                binary = rest;
-                TensorData::from_raw(&input.name, datatype, mine)?
-            }
-            (None, Some(data)) => TensorData::from_json(&input.name, datatype, data)?,
-            (None, None) => return Err(bad(format!("input {:?} has no data", input.name))),
-        };
-        inputs.push(Tensor {
-            name: input.name,
-            shape: input.shape,
-            data,
-        });
-    }
-    if !binary.is_empty() {
-        return Err(bad("unused binary data after the declared inputs".into()));
-    }
-    let timeout_us = req.parameters.get("timeout").and_then(Json::as_u64);
-    let deadline = timeout_us
-        .filter(|t| *t > 0)
-        .map(|t| Instant::now() + Duration::from_micros(t));
-    let binary_all = req
-        .parameters
-        .get("binary_data_output")
-        .and_then(Json::as_bool)
-        .unwrap_or(false);
-    let binary_outputs = req
-        .outputs
-        .iter()
-        .map(|o| {
-            let bin = o
-                .parameters
-                .get("binary_data")
-                .and_then(Json::as_bool)
-                .unwrap_or(binary_all);
-            (o.name.clone(), bin)
-        })
-        .collect();
-    Ok(Decoded {
-        request: InferRequest {
-            id: req.id,
-            inputs,
-            outputs: req.outputs.into_iter().map(|o| o.name).collect(),
-            deadline,
-        },
-        binary_all,
-        binary_outputs,
-    })
-}
-
+/// Answers with the outputs, each as JSON or binary as the request asked.
 fn encode(
     model: &ServedModel,
     id: Option<String>,
     outputs: Vec<Tensor>,
-    decoded_binary: (bool, &[(String, bool)]),
+    binary: &BinaryOutputs,
 ) -> Response {
-    let (binary_all, per_output) = decoded_binary;
-    let mut blobs: Vec<Vec<u8>> = Vec::new();
-    let mut out_json = Vec::with_capacity(outputs.len());
-    for t in outputs {
-        let binary = per_output
-            .iter()
-            .find(|(n, _)| n == &t.name)
-            .map_or(binary_all, |(_, b)| *b);
-        let mut o = json!({ "name": t.name, "datatype": t.datatype().as_str(), "shape": t.shape });
-        if binary {
-            let raw = t.data.to_raw();
-            o["parameters"] = json!({ "binary_data_size": raw.len() });
-            blobs.push(raw);
-        } else {
-            o["data"] = t.data.to_json();
-        }
-        out_json.push(o);
-    }
-    let mut body = json!({
-        "model_name": model.config.name,
-        "model_version": model.config.version,
-        "outputs": out_json,
-    });
-    if let Some(id) = id {
-        body["id"] = Json::String(id);
-    }
-    let head = serde_json::to_vec(&body).unwrap_or_default();
-    if blobs.is_empty() {
-        return ([(header::CONTENT_TYPE, "application/json")], head).into_response();
-    }
-    let mut bytes = Vec::with_capacity(head.len() + blobs.iter().map(Vec::len).sum::<usize>());
-    bytes.extend_from_slice(&head);
-    blobs.iter().for_each(|b| bytes.extend_from_slice(b));
-    let mut response = Response::new(Body::from(bytes));
-    let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
+    let body = oip::rest::encode_response(
+        &InferResponse {
+            model_name: model.config.name.clone(),
+            model_version: model.config.version.clone(),
+            id,
+            outputs,
+        },
+        binary,
     );
-    h.insert(HEADER_LENGTH, HeaderValue::from(head.len()));
+    let content_type = HeaderValue::from_static(body.content_type());
+    let header_length = body.header_length;
+    let mut response = Response::new(Body::from(body.bytes));
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, content_type);
+    if let Some(n) = header_length {
+        h.insert(HEADER_LENGTH, HeaderValue::from(n));
+    }
     response
 }
 
@@ -379,13 +206,14 @@ async fn run_infer(
                     .into_response();
             }
         };
-        let decoded = match decode(&headers, &bytes) {
+        let header_length = headers.get(HEADER_LENGTH).map(HeaderValue::as_bytes);
+        let decoded = match oip::rest::decode_request(header_length, &bytes) {
             Ok(d) => d,
-            Err(e) => return error_response(&e),
+            Err(e) => return error_response(&e.into()),
         };
         let id = decoded.request.id.clone();
-        match s.repo.infer(&model, version.as_deref(), decoded.request).await {
-            Ok((served, outputs)) => encode(&served, id, outputs, (decoded.binary_all, &decoded.binary_outputs)),
+        match s.repo.infer(&model, version.as_deref(), decoded.request.into()).await {
+            Ok((served, outputs)) => encode(&served, id, outputs, &decoded.binary_outputs),
             Err(e) => {
                 tracing::debug!(error = %e, "inference failed");
                 error_response(&e)

@@ -11,7 +11,10 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, TensorElementType, ValueType};
 
 use crate::config::{ExecutionProvider, OptLevel, RuntimeOptions};
-use crate::tensor::{DataType, Tensor, TensorData};
+use oip::{DataType, Tensor, TensorData, TensorSpec};
+
+use crate::engine::Model;
+use crate::error::InferError;
 
 /// Name of the library file looked for beside the binary.
 pub const LIBRARY_NAMES: [&str; 2] = ["libonnxruntime.so", "libonnxruntime.so.1.32.0"];
@@ -85,14 +88,6 @@ pub fn environment() -> Result<Environment, RuntimeError> {
     tracing::info!(library = %path.display(), "ONNX Runtime loaded");
     *guard = Some(env.clone());
     Ok(env)
-}
-
-/// Name, datatype and shape (-1 for dynamic dimensions) of a model input or output.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TensorSpec {
-    pub name: String,
-    pub datatype: DataType,
-    pub shape: Vec<i64>,
 }
 
 /// An open ONNX Runtime session.
@@ -313,4 +308,18 @@ fn from_value(name: &str, value: &DynValue) -> Result<Tensor, RuntimeError> {
         shape,
         data,
     })
+}
+
+impl Model for OrtModel {
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, InferError> {
+        OrtModel::run(self, inputs).map_err(InferError::from)
+    }
 }

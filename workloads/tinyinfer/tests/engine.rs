@@ -1,18 +1,24 @@
 //! Engine tests against the real ONNX Runtime library and the generated test models
 //! (`make ort-lib tinyinfer-models minilm-assets`): sessions, the dynamic batcher
-//! (merging, splitting, cancellation) and the MiniLM tokenizer.
+//! (merging, splitting, cancellation) and the MiniLM tokenizer. The batcher's own logic is
+//! unit-tested against a test double in `src/batcher/tests.rs`.
 
+use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, mpsc};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use oip::{DataType, Tensor, TensorData, TensorSpec};
 use tinyinfer::batcher::{Batcher, BatcherSettings};
 use tinyinfer::config::{BatchingConfig, Pooling, RuntimeOptions};
 use tinyinfer::embedding::EmbeddingPipeline;
+use tinyinfer::engine::Model;
 use tinyinfer::error::InferError;
 use tinyinfer::metrics::Metrics;
 use tinyinfer::runtime::OrtModel;
-use tinyinfer::tensor::{DataType, Tensor, TensorData};
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 fn cache() -> PathBuf {
     std::env::var_os("CACHE_DIR")
@@ -100,7 +106,6 @@ async fn batcher_merges_concurrent_requests_and_splits_results() {
                 max_queue_delay_us: 50_000,
                 ..BatchingConfig::default()
             },
-            batchable: true,
         },
         metrics.clone(),
     );
@@ -127,46 +132,95 @@ async fn batcher_merges_concurrent_requests_and_splits_results() {
     assert!(hist.get_sample_count() < 12, "requests were not merged");
 }
 
+/// An ONNX Runtime session that reports each run's rows as it starts and then waits for
+/// the test to open the gate (drop the sender), so the test knows what is running.
+struct Held {
+    session: OrtModel,
+    gate: Mutex<mpsc::Receiver<()>>,
+    started: UnboundedSender<usize>,
+}
+
+impl Model for Held {
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.session.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.session.outputs
+    }
+
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, InferError> {
+        let rows = inputs.first().map_or(0, |t| t.shape[0] as usize);
+        let _ = self.started.send(rows);
+        if let Ok(gate) = self.gate.lock() {
+            let _ = gate.recv();
+        }
+        Ok(self.session.run(inputs)?)
+    }
+}
+
+type Pending = Pin<Box<dyn Future<Output = Result<Vec<Tensor>, InferError>> + Send>>;
+
+/// Polls a request once, which queues it; returns what is left to await.
+async fn queue(batcher: &Batcher, inputs: Vec<Tensor>, deadline: Option<Instant>) -> Pending {
+    let b = batcher.clone();
+    let mut fut: Pending = Box::pin(async move { b.infer(inputs, deadline).await });
+    match futures::poll!(&mut fut) {
+        Poll::Pending => fut,
+        Poll::Ready(done) => Box::pin(std::future::ready(done)),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_and_expired_requests_are_not_run() {
     let dir = setup();
-    let model =
-        Arc::new(OrtModel::load(&dir.join("mlp.onnx"), &RuntimeOptions::default()).unwrap());
+    let (gate, waiting) = mpsc::channel::<()>();
+    let (started_tx, mut started) = unbounded_channel();
+    let model = Held {
+        session: OrtModel::load(&dir.join("mlp.onnx"), &RuntimeOptions::default()).unwrap(),
+        gate: Mutex::new(waiting),
+        started: started_tx,
+    };
     let metrics = Metrics::new().unwrap();
     let batcher = Batcher::spawn(
-        model,
+        Arc::new(model),
         BatcherSettings {
             model: "mlp".into(),
             version: "1".into(),
             config: BatchingConfig {
                 max_batch_size: 8,
-                max_queue_delay_us: 200_000,
-                max_queue_size: 2,
+                max_queue_delay_us: 0,
+                max_queue_size: 4,
                 timeout_ms: 0,
             },
-            batchable: true,
         },
         metrics.clone(),
     );
-    // A client that gives up: its request is dropped before the batch runs.
+    // Hold the worker in a first run, so what follows is queued behind it.
     let b = batcher.clone();
-    let cancelled = tokio::spawn(async move { b.infer(mlp_input(5, 0.0), None).await });
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    cancelled.abort();
-    let expired = batcher
-        .infer(
-            mlp_input(1, 0.0),
-            Some(Instant::now() + Duration::from_millis(10)),
-        )
-        .await;
-    assert_eq!(expired.unwrap_err(), InferError::DeadlineExceeded);
-    let ok = batcher.infer(mlp_input(2, 0.0), None).await.unwrap();
-    assert_eq!(ok[0].shape, vec![2, 8]);
+    let first = tokio::spawn(async move { b.infer(mlp_input(1, 0.0), None).await });
+    assert_eq!(started.recv().await, Some(1));
+    // A client that gives up while its request is queued.
+    drop(queue(&batcher, mlp_input(5, 0.0), None).await);
+    // A client whose deadline passes while its request is queued.
+    let deadline = Instant::now() + Duration::from_millis(20);
+    let expired = queue(&batcher, mlp_input(1, 0.0), Some(deadline)).await;
+    let live = queue(&batcher, mlp_input(2, 0.0), None).await;
+    assert_eq!(batcher.queue_len(), 3);
+    // Not a synchronisation: the deadline must be behind us before the batch is formed.
+    tokio::time::sleep_until(deadline.into()).await;
+    drop(gate);
+    assert_eq!(first.await.unwrap().unwrap()[0].shape, vec![1, 8]);
+    assert_eq!(expired.await.unwrap_err(), InferError::DeadlineExceeded);
+    assert_eq!(live.await.unwrap()[0].shape, vec![2, 8]);
+    // The three queued requests formed one batch; only the live one's 2 rows ran.
+    assert_eq!(started.recv().await, Some(2));
     let hist = metrics.batch_size.with_label_values(&["mlp", "1"]);
+    assert_eq!(hist.get_sample_count(), 2);
     assert_eq!(
         hist.get_sample_sum() as usize,
-        2,
-        "only the live request ran"
+        1 + 2,
+        "only live requests ran"
     );
 }
 

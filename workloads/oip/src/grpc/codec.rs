@@ -1,5 +1,5 @@
-//! gRPC codec: prost encoding, but a request that is not valid protobuf is answered with
-//! INVALID_ARGUMENT (the client sent garbage) instead of prost's default INTERNAL.
+//! The server's gRPC codec: prost encoding, but a request that is not valid protobuf is
+//! answered with INVALID_ARGUMENT (the client sent garbage) instead of prost's INTERNAL.
 
 use std::marker::PhantomData;
 
