@@ -98,7 +98,7 @@ test: lint test-unit test-operator-e2e $(TEST_TARGETS) ## everything: lint, unit
 	@echo "make test: all green"
 
 test-unit: ## operator and shared-crate unit tests (no cluster)
-	$(CARGO) test -p modelhub-operator -p modelhub-telemetry -p oip
+	$(CARGO) test -p modelhub-operator -p modelhub-telemetry -p oip -p modelhub-contract
 
 test-operator-e2e: cluster-up ## operator e2e tests against the real local control plane
 	-e2e/down-operator.sh "$(OPERATOR_STATE)"  # a `make up` operator or agent would compete with the tests

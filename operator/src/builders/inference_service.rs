@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
-use serde_json::json;
+use modelhub_contract::tinyinfer;
 
 use super::common::{
     self, Images, child_meta, downward_api_env, env, http_probe, port,
@@ -125,53 +125,57 @@ fn claims(spec: &InferenceServiceSpec) -> BTreeSet<String> {
     .collect()
 }
 
-/// The tinyinfer model configuration (`TINYINFER_CONFIG`) of the spec.
-pub fn model_config(spec: &InferenceServiceSpec) -> serde_json::Value {
+/// The tinyinfer model configuration (`TINYINFER_CONFIG`) of the spec, in the contract's
+/// types, which tinyinfer parses.
+pub fn model_config(spec: &InferenceServiceSpec) -> tinyinfer::FileConfig {
     let runtime = spec.runtime.clone().unwrap_or_default();
-    let mut runtime_json = json!({
-        "graphOptimization": match runtime.graph_optimization_level {
-            GraphOptimizationLevel::Disable => "disable",
-            GraphOptimizationLevel::Basic => "basic",
-            GraphOptimizationLevel::Extended => "extended",
-            GraphOptimizationLevel::All => "all",
+    // CEL rules keep thread counts and sizes non-negative; a negative one would mean
+    // "let ONNX Runtime choose" (0) rather than a wrap-around.
+    let count = |n: Option<i32>| n.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+    let runtime = tinyinfer::RuntimeOptions {
+        graph_optimization: match runtime.graph_optimization_level {
+            GraphOptimizationLevel::Disable => tinyinfer::OptLevel::Disable,
+            GraphOptimizationLevel::Basic => tinyinfer::OptLevel::Basic,
+            GraphOptimizationLevel::Extended => tinyinfer::OptLevel::Extended,
+            GraphOptimizationLevel::All => tinyinfer::OptLevel::All,
         },
-        "executionProvider": match runtime.execution_provider {
-            ExecutionProvider::Cpu => "cpu",
-            ExecutionProvider::Cuda => "cuda",
+        execution_provider: match runtime.execution_provider {
+            ExecutionProvider::Cpu => tinyinfer::ExecutionProvider::Cpu,
+            ExecutionProvider::Cuda => tinyinfer::ExecutionProvider::Cuda,
         },
-    });
-    if let Some(n) = runtime.intra_op_threads {
-        runtime_json["intraOpThreads"] = json!(n);
-    }
-    if let Some(n) = runtime.inter_op_threads {
-        runtime_json["interOpThreads"] = json!(n);
-    }
+        intra_op_threads: count(runtime.intra_op_threads),
+        inter_op_threads: count(runtime.inter_op_threads),
+        ..tinyinfer::RuntimeOptions::default()
+    };
     let batching = match &spec.batching {
         Some(b) => {
             let delay: std::time::Duration = b.max_queue_delay.into();
-            json!({
-                "maxBatchSize": b.max_batch_size,
-                "maxQueueDelayUs": u64::try_from(delay.as_micros()).unwrap_or(u64::MAX),
-                "maxQueueSize": b.max_queue_size,
-            })
+            tinyinfer::BatchingConfig {
+                max_batch_size: count(Some(b.max_batch_size)).max(1),
+                max_queue_delay_us: u64::try_from(delay.as_micros()).unwrap_or(u64::MAX),
+                max_queue_size: count(Some(b.max_queue_size)).max(1),
+                ..tinyinfer::BatchingConfig::default()
+            }
         }
         // No batching section: requests run one by one.
-        None => json!({"maxBatchSize": 1}),
+        None => tinyinfer::BatchingConfig {
+            max_batch_size: 1,
+            ..tinyinfer::BatchingConfig::default()
+        },
     };
-    let mut model = json!({
-        "name": spec.model.name,
-        "version": spec.model.version,
-        "uri": resolve_uri(&spec.model.storage_uri),
-        "runtime": runtime_json,
-        "batching": batching,
-    });
-    if let Some(sha) = &spec.model.sha256 {
-        model["sha256"] = json!(sha);
+    let model = tinyinfer::ModelConfig {
+        name: spec.model.name.clone(),
+        version: spec.model.version.clone(),
+        uri: resolve_uri(&spec.model.storage_uri),
+        sha256: spec.model.sha256.clone(),
+        runtime,
+        batching,
+        tokenizer: spec.model.tokenizer_uri.as_deref().map(resolve_uri),
+        ..tinyinfer::ModelConfig::new(String::new(), String::new())
+    };
+    tinyinfer::FileConfig {
+        models: vec![model],
     }
-    if let Some(tokenizer) = &spec.model.tokenizer_uri {
-        model["tokenizer"] = json!(resolve_uri(tokenizer));
-    }
-    json!({ "models": [model] })
 }
 
 /// Container resources: the spec's, plus `nvidia.com/gpu` limits when GPUs are asked for.
@@ -234,8 +238,8 @@ fn statefulset(isvc: &InferenceService, images: &Images) -> StatefulSet {
     }
     let mut env_vars = downward_api_env();
     env_vars.push(env("RUST_LOG", "info"));
-    env_vars.push(env("TINYINFER_CONFIG", model_config(spec).to_string()));
-    env_vars.push(env("TINYINFER_CACHE_DIR", CACHE_DIR));
+    env_vars.push(env(tinyinfer::CONFIG_ENV, model_config(spec).to_json()));
+    env_vars.push(env(tinyinfer::CACHE_DIR_ENV, CACHE_DIR));
     let container = Container {
         name: WORKLOAD.to_owned(),
         image: Some(

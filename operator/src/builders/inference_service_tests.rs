@@ -23,7 +23,8 @@ fn container(children: &Children) -> &Container {
         .containers[0]
 }
 
-fn config_env(children: &Children) -> serde_json::Value {
+/// The one model of `TINYINFER_CONFIG`, parsed and validated as tinyinfer does.
+fn config_env(children: &Children) -> tinyinfer::ModelConfig {
     let env = container(children).env.as_ref().unwrap();
     let raw = env
         .iter()
@@ -32,7 +33,9 @@ fn config_env(children: &Children) -> serde_json::Value {
         .value
         .clone()
         .unwrap();
-    serde_json::from_str(&raw).unwrap()
+    let mut config = tinyinfer::FileConfig::load(&raw).expect("tinyinfer accepts the config");
+    assert_eq!(config.models.len(), 1);
+    config.models.remove(0)
 }
 
 #[test]
@@ -114,15 +117,22 @@ fn model_config_carries_runtime_and_batching() {
         &Images::default(),
     );
     let cfg = config_env(&children);
+    assert_eq!((cfg.name.as_str(), cfg.version.as_str()), ("bert", "2"));
+    assert_eq!(cfg.uri, "https://models.example/bert.onnx");
+    assert_eq!(cfg.sha256, Some("ab".repeat(32)));
+    assert_eq!(cfg.runtime.graph_optimization, tinyinfer::OptLevel::Basic);
     assert_eq!(
-        cfg,
-        json!({"models": [{
-            "name": "bert", "version": "2", "uri": "https://models.example/bert.onnx",
-            "sha256": "ab".repeat(32),
-            "runtime": {"graphOptimization": "basic", "executionProvider": "cpu", "intraOpThreads": 4},
-            "batching": {"maxBatchSize": 16, "maxQueueDelayUs": 3000, "maxQueueSize": 100}
-        }]})
+        cfg.runtime.execution_provider,
+        tinyinfer::ExecutionProvider::Cpu
     );
+    assert_eq!(
+        (cfg.runtime.intra_op_threads, cfg.runtime.inter_op_threads),
+        (4, 0)
+    );
+    assert_eq!(cfg.batching.max_batch_size, 16);
+    assert_eq!(cfg.batching.max_queue_delay_us, 3000);
+    assert_eq!(cfg.batching.max_queue_size, 100);
+    assert_eq!(cfg.tokenizer, None);
 }
 
 #[test]
@@ -131,10 +141,7 @@ fn no_batching_section_means_unbatched() {
         &isvc(json!({"model": {"name": "m", "storageUri": "file:///m.onnx"}})),
         &Images::default(),
     );
-    assert_eq!(
-        config_env(&children)["models"][0]["batching"],
-        json!({"maxBatchSize": 1})
-    );
+    assert_eq!(config_env(&children).batching.max_batch_size, 1);
 }
 
 #[test]
@@ -147,13 +154,10 @@ fn pvc_uris_mount_the_claim_read_only() {
         &Images::default(),
     );
     let cfg = config_env(&children);
+    assert_eq!(cfg.uri, "file:///mnt/pvc/models/e5/model.onnx");
     assert_eq!(
-        cfg["models"][0]["uri"],
-        "file:///mnt/pvc/models/e5/model.onnx"
-    );
-    assert_eq!(
-        cfg["models"][0]["tokenizer"],
-        "file:///mnt/pvc/models/e5/tokenizer.json"
+        cfg.tokenizer.as_deref(),
+        Some("file:///mnt/pvc/models/e5/tokenizer.json")
     );
     let pod = children
         .statefulset
@@ -200,8 +204,8 @@ fn gpus_become_nvidia_limits() {
         .unwrap();
     assert_eq!(limits["nvidia.com/gpu"].0, "2");
     assert_eq!(
-        config_env(&children)["models"][0]["runtime"]["executionProvider"],
-        "cuda"
+        config_env(&children).runtime.execution_provider,
+        tinyinfer::ExecutionProvider::Cuda
     );
 }
 

@@ -21,7 +21,7 @@ struct Cli {
     #[arg(long = "model", env = "TINYINFER_MODELS", value_delimiter = ';')]
     models: Vec<String>,
     /// JSON config (`{"models": [...]}`): a file path, or the JSON text itself.
-    #[arg(long, env = "TINYINFER_CONFIG")]
+    #[arg(long, env = modelhub_contract::tinyinfer::CONFIG_ENV)]
     config: Option<String>,
     /// Address to bind both servers to.
     #[arg(long, env = "TINYINFER_BIND", default_value = "0.0.0.0")]
@@ -31,7 +31,7 @@ struct Cli {
     #[arg(long, env = "TINYINFER_GRPC_PORT", default_value_t = 8081)]
     grpc_port: u16,
     /// Where downloaded models are cached.
-    #[arg(long, env = "TINYINFER_CACHE_DIR", default_value = "/models")]
+    #[arg(long, env = modelhub_contract::tinyinfer::CACHE_DIR_ENV, default_value = "/models")]
     cache_dir: PathBuf,
     /// Largest model download accepted.
     #[arg(long, env = "TINYINFER_MAX_DOWNLOAD_BYTES", default_value_t = 4 << 30)]
