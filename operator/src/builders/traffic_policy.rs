@@ -12,6 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
+use modelhub_contract::gateway::GatewayArgs;
+
 use super::common::{
     self, Images, child_meta, downward_api_env, env, http_probe, port,
     restricted_container_security, restricted_pod_security,
@@ -146,11 +148,14 @@ fn deployment(tp: &TrafficPolicy, images: &Images) -> Deployment {
                 .unwrap_or_else(|| images.gateway.clone()),
         ),
         image_pull_policy: images.pull_policy.clone(),
-        args: Some(vec![
-            format!("--policy={name}"),
-            format!("--http-port={HTTP_PORT}"),
-            format!("--grpc-port={GRPC_PORT}"),
-        ]),
+        args: Some(
+            GatewayArgs {
+                policy: name.clone(),
+                http_port: HTTP_PORT,
+                grpc_port: GRPC_PORT,
+            }
+            .to_args(),
+        ),
         env: Some(env_vars),
         ports: Some(vec![port("http", HTTP_PORT), port("grpc", GRPC_PORT)]),
         liveness_probe: Some(http_probe("/healthz", "http", 10, 3)),

@@ -18,6 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
+use modelhub_contract::vectorforge::{self as contract, ShardArgs};
+
 use super::common::{
     self, Images, child_meta, downward_api_env, env, http_probe, port,
     restricted_container_security, restricted_pod_security,
@@ -213,54 +215,44 @@ fn shard_service(vc: &VectorCollection, index: i32) -> Service {
     }
 }
 
-/// Command-line arguments of a shard's vectorforge container (the workload contract).
+/// Command-line arguments of a shard's vectorforge container (the workload contract,
+/// [`ShardArgs`], which the vectorforge binary's tests parse).
 pub fn args(vc: &VectorCollection, index: i32) -> Vec<String> {
     let spec = &vc.spec;
-    let mut args = vec![
-        format!("--collection={}", vc.name_any()),
-        format!("--shard={index}"),
-        format!("--shards={}", spec.shards),
-        format!("--replicas={}", spec.replicas),
-        format!("--dimension={}", spec.dimension),
-        format!("--distance={}", spec.distance.as_str()),
-        format!("--hnsw-m={}", spec.hnsw.m),
-        format!("--hnsw-ef-construct={}", spec.hnsw.ef_construct),
-        format!("--hnsw-ef={}", spec.hnsw.ef),
-        format!("--quantization={}", spec.quantization.as_str()),
-        format!("--data-dir={DATA_DIR}"),
-        format!("--http-port={HTTP_PORT}"),
-        format!("--grpc-port={GRPC_PORT}"),
-        format!("--raft-port={RAFT_PORT}"),
-        format!(
-            "--wal-sync={}",
-            match spec.durability.wal_sync {
-                WalSync::Always => "always",
-                WalSync::Interval => "interval",
-            }
-        ),
-        format!(
-            "--snapshot-retention={}",
-            spec.durability.snapshots.retention
-        ),
-        format!(
-            "--peer-selector={}",
-            common::selector_string(&shard_selector(&vc.name_any(), index))
-        ),
-    ];
-    if let Some(interval) = &spec.durability.wal_sync_interval {
-        args.push(format!("--wal-sync-interval={interval}"));
+    ShardArgs {
+        collection: vc.name_any(),
+        shard: index,
+        shards: spec.shards,
+        replicas: spec.replicas,
+        dimension: spec.dimension,
+        distance: spec.distance.as_str().to_owned(),
+        hnsw_m: spec.hnsw.m,
+        hnsw_ef_construct: spec.hnsw.ef_construct,
+        hnsw_ef: spec.hnsw.ef,
+        quantization: spec.quantization.as_str().to_owned(),
+        data_dir: DATA_DIR.to_owned(),
+        http_port: HTTP_PORT,
+        grpc_port: GRPC_PORT,
+        raft_port: RAFT_PORT,
+        wal_sync: match spec.durability.wal_sync {
+            WalSync::Always => contract::WalSync::Always,
+            WalSync::Interval => contract::WalSync::Interval,
+        },
+        wal_sync_interval: spec
+            .durability
+            .wal_sync_interval
+            .as_ref()
+            .map(|i| i.to_string()),
+        snapshot_schedule: spec.durability.snapshots.schedule.clone(),
+        snapshot_retention: spec.durability.snapshots.retention,
+        peer_selector: common::selector_string(&shard_selector(&vc.name_any(), index)),
+        payload_indexes: spec
+            .payload_indexes
+            .iter()
+            .map(|idx| (idx.field.clone(), idx.type_.as_str().to_owned()))
+            .collect(),
     }
-    if let Some(schedule) = &spec.durability.snapshots.schedule {
-        args.push(format!("--snapshot-schedule={schedule}"));
-    }
-    for idx in &spec.payload_indexes {
-        args.push(format!(
-            "--payload-index={}={}",
-            idx.field,
-            idx.type_.as_str()
-        ));
-    }
-    args
+    .to_args()
 }
 
 fn container(vc: &VectorCollection, index: i32, images: &Images) -> Container {

@@ -5,5 +5,9 @@
 //!
 //! - [`tinyinfer`]: the `TINYINFER_CONFIG` JSON document (models, runtime options,
 //!   batching) and its flag form.
+//! - [`vectorforge`]: the args of a shard pod.
+//! - [`gateway`]: the args of a gateway pod.
 
+pub mod gateway;
 pub mod tinyinfer;
+pub mod vectorforge;

@@ -224,37 +224,35 @@ mod tests {
 
     #[test]
     fn the_operator_contract_parses() {
-        let cli = Cli::try_parse_from([
-            "vectorforge",
-            "--collection=docs",
-            "--shard=0",
-            "--shards=1",
-            "--replicas=3",
-            "--dimension=384",
-            "--distance=Cosine",
-            "--hnsw-m=16",
-            "--hnsw-ef-construct=128",
-            "--hnsw-ef=64",
-            "--quantization=none",
-            "--data-dir=/data",
-            "--http-port=6333",
-            "--grpc-port=6334",
-            "--raft-port=6335",
-            "--wal-sync=interval",
-            "--wal-sync-interval=100ms",
-            "--snapshot-retention=3",
-            "--peer-selector=a=b,c=d",
-            "--payload-index=lang=keyword",
-        ])
-        .unwrap();
+        // Exactly what the operator's builder renders (modelhub-contract).
+        let shard = modelhub_contract::vectorforge::ShardArgs::example();
+        let argv = std::iter::once("vectorforge".to_owned()).chain(shard.to_args());
+        let cli = Cli::try_parse_from(argv).unwrap();
+        assert_eq!(cli.shard, Some(1));
+        assert_eq!((cli.shards, cli.replicas), (Some(2), Some(3)));
+        assert_eq!(cli.raft_port, Some(6335));
+        assert_eq!(
+            cli.peer_selector.as_deref(),
+            Some(shard.peer_selector.as_str())
+        );
+        assert_eq!(cli.snapshot_schedule, shard.snapshot_schedule);
+        assert_eq!(cli.snapshot_retention, Some(3));
+        assert_eq!(cli.data_dir, PathBuf::from("/data"));
+        assert_eq!((cli.http_port, cli.grpc_port), (6333, 6334));
         let cfg = config(&cli).unwrap();
         assert_eq!(cfg.sync, SyncPolicy::Interval { millis: 100 });
         let b = cfg.bootstrap.unwrap();
         assert_eq!((b.name.as_str(), b.vector.size), ("docs", 384));
         assert_eq!(
             b.payload_indexes,
-            vec![("lang".to_string(), PayloadSchemaType::Keyword)]
+            vec![
+                ("lang".to_string(), PayloadSchemaType::Keyword),
+                ("meta.views".to_string(), PayloadSchemaType::Integer)
+            ]
         );
-        assert_eq!(cfg.hnsw.ef, 64);
+        assert_eq!(
+            (cfg.hnsw.m, cfg.hnsw.ef_construct, cfg.hnsw.ef),
+            (16, 128, 64)
+        );
     }
 }

@@ -1,0 +1,143 @@
+//! The command line of a vectorforge shard pod, as the operator writes it into the
+//! shard StatefulSet's container args and the `vectorforge` binary parses it (its own
+//! test parses [`ShardArgs::to_args`] of [`ShardArgs::example`]).
+
+/// When the write-ahead log is fsynced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalSync {
+    /// Before every acknowledgement.
+    Always,
+    /// On an interval ([`ShardArgs::wal_sync_interval`]).
+    Interval,
+}
+
+impl WalSync {
+    /// The flag value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::Interval => "interval",
+        }
+    }
+}
+
+/// Everything the operator tells one shard pod.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShardArgs {
+    /// The collection (the VectorCollection's name).
+    pub collection: String,
+    /// This shard's index, 0-based, and the collection's shard count.
+    pub shard: i32,
+    pub shards: i32,
+    /// Pods per shard (the Raft group's size).
+    pub replicas: i32,
+    pub dimension: i32,
+    /// Qdrant's name of the distance: `Cosine`, `Euclid`, `Dot`, `Manhattan`.
+    pub distance: String,
+    pub hnsw_m: i32,
+    pub hnsw_ef_construct: i32,
+    pub hnsw_ef: i32,
+    /// `none`, `int8` or `binary`.
+    pub quantization: String,
+    pub data_dir: String,
+    pub http_port: i32,
+    pub grpc_port: i32,
+    /// Port of shard-to-shard traffic (Raft, forwarding).
+    pub raft_port: i32,
+    pub wal_sync: WalSync,
+    /// Interval of [`WalSync::Interval`] as the spec gives it (`100ms`, `1s`).
+    pub wal_sync_interval: Option<String>,
+    /// Cron schedule of snapshots, when the spec has one.
+    pub snapshot_schedule: Option<String>,
+    pub snapshot_retention: i32,
+    /// Label selector of the shard's pods (its Raft peers).
+    pub peer_selector: String,
+    /// Indexed payload fields: (field, type), the type as vectorforge names it.
+    pub payload_indexes: Vec<(String, String)>,
+}
+
+impl ShardArgs {
+    /// The container args, `--flag=value` each.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            format!("--collection={}", self.collection),
+            format!("--shard={}", self.shard),
+            format!("--shards={}", self.shards),
+            format!("--replicas={}", self.replicas),
+            format!("--dimension={}", self.dimension),
+            format!("--distance={}", self.distance),
+            format!("--hnsw-m={}", self.hnsw_m),
+            format!("--hnsw-ef-construct={}", self.hnsw_ef_construct),
+            format!("--hnsw-ef={}", self.hnsw_ef),
+            format!("--quantization={}", self.quantization),
+            format!("--data-dir={}", self.data_dir),
+            format!("--http-port={}", self.http_port),
+            format!("--grpc-port={}", self.grpc_port),
+            format!("--raft-port={}", self.raft_port),
+            format!("--wal-sync={}", self.wal_sync.as_str()),
+            format!("--snapshot-retention={}", self.snapshot_retention),
+            format!("--peer-selector={}", self.peer_selector),
+        ];
+        if let Some(interval) = &self.wal_sync_interval {
+            args.push(format!("--wal-sync-interval={interval}"));
+        }
+        if let Some(schedule) = &self.snapshot_schedule {
+            args.push(format!("--snapshot-schedule={schedule}"));
+        }
+        for (field, type_) in &self.payload_indexes {
+            args.push(format!("--payload-index={field}={type_}"));
+        }
+        args
+    }
+
+    /// A shard with every optional flag set, for the tests of both sides.
+    pub fn example() -> Self {
+        Self {
+            collection: "docs".into(),
+            shard: 1,
+            shards: 2,
+            replicas: 3,
+            dimension: 384,
+            distance: "Cosine".into(),
+            hnsw_m: 16,
+            hnsw_ef_construct: 128,
+            hnsw_ef: 64,
+            quantization: "none".into(),
+            data_dir: "/data".into(),
+            http_port: 6333,
+            grpc_port: 6334,
+            raft_port: 6335,
+            wal_sync: WalSync::Interval,
+            wal_sync_interval: Some("100ms".into()),
+            snapshot_schedule: Some("0 */6 * * *".into()),
+            snapshot_retention: 3,
+            peer_selector: "app.kubernetes.io/instance=docs,modelhub.io/shard=1".into(),
+            payload_indexes: vec![
+                ("lang".into(), "keyword".into()),
+                ("meta.views".into(), "integer".into()),
+            ],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optional_flags_appear_only_when_set() {
+        let mut args = ShardArgs::example();
+        let all = args.to_args();
+        assert!(all.contains(&"--wal-sync-interval=100ms".to_owned()));
+        assert!(all.contains(&"--snapshot-schedule=0 */6 * * *".to_owned()));
+        assert!(all.contains(&"--payload-index=meta.views=integer".to_owned()));
+        args.wal_sync_interval = None;
+        args.snapshot_schedule = None;
+        args.payload_indexes.clear();
+        let some = args.to_args();
+        assert_eq!(some.len(), all.len() - 4);
+        assert!(!some.iter().any(|a| a.starts_with("--wal-sync-interval")
+            || a.starts_with("--snapshot-schedule")
+            || a.starts_with("--payload-index")));
+    }
+}
