@@ -4,9 +4,9 @@
 //! Writes keep the engines in step. A collection with one vector space writes straight
 //! to its engine (whose WAL makes it durable). With several, every write is first
 //! appended to the collection's journal (a vectorforge WAL of per-engine operations),
-//! fsynced when the sync policy says so, and then applied to each engine at the same
-//! sequence number; on open, engines that are behind replay the journal, so a crash
-//! between two engines loses nothing. The journal is trimmed once every engine has a
+//! fsynced (it is the commit point, whatever the sync policy), and then applied to each
+//! engine at the same index with `apply_at`; on open, engines that are behind replay
+//! the journal, so a crash between two engines loses nothing. The journal is trimmed once every engine has a
 //! snapshot past it.
 
 use std::collections::BTreeMap;
@@ -17,8 +17,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use vectorforge::wal::Wal;
 use vectorforge::{
-    Collection, Filter, Operation, Payload, PayloadSchemaType, PointId, PointStruct, ScrollRequest,
-    SearchRequest, SyncPolicy,
+    Applied, Collection, Filter, Operation, Payload, PayloadSchemaType, PointId, PointStruct,
+    ScrollRequest, SearchRequest, SyncPolicy,
 };
 
 use crate::error::{ApiError, ApiResult};
@@ -123,7 +123,6 @@ pub struct PointsCollection {
     dir: PathBuf,
     params: parking_lot::RwLock<CollectionParams>,
     unnamed: bool,
-    sync: SyncPolicy,
     /// (vector name, engine), in name order; the first one answers payload-only reads.
     engines: Vec<(String, Collection)>,
     journal: Option<Arc<Wal>>,
@@ -230,13 +229,14 @@ impl PointsCollection {
                 &dir.join("journal"),
                 params.sync,
                 JOURNAL_SEGMENT_BYTES,
-                |seq, bytes| {
-                    if seq > behind {
-                        pending.push((seq, bytes.to_vec()));
+                |rec| {
+                    if rec.seq > behind {
+                        pending.push((rec.seq, rec.body.to_vec()));
                     }
                     Ok(())
                 },
             )?;
+            // engines behind the journal catch up; apply_at skips what one already has
             for (seq, bytes) in pending {
                 let ops = decode_ops(&bytes)?;
                 if ops.len() != engines.len() {
@@ -247,8 +247,7 @@ impl PointsCollection {
                     )));
                 }
                 for ((vname, engine), op) in engines.iter().zip(ops) {
-                    if seq > engine.last_seq() {
-                        engine.apply_at(seq, op)?;
+                    if engine.apply_at(seq, &op)? == Applied::Applied {
                         tracing::debug!(
                             collection = name,
                             vector = vname,
@@ -257,8 +256,11 @@ impl PointsCollection {
                         );
                     }
                 }
-                last = last.max(seq);
             }
+            last = last.max(wal.last_seq());
+            // The journal is synced before any engine applies a record, so an engine
+            // ahead of it means the disk lost synced data (or an older build wrote it):
+            // nothing can bring the others level. Writes go on after the newest.
             let behind: Vec<&str> = engines
                 .iter()
                 .filter(|(_, e)| e.last_seq() < last)
@@ -268,8 +270,9 @@ impl PointsCollection {
                 tracing::error!(
                     collection = name,
                     ?behind,
+                    journal = wal.last_seq(),
                     last,
-                    "vectors are missing the newest operations (the journal lost them: power loss under wal-sync=interval?)"
+                    "vectors lack operations that neither the journal nor their own WAL holds"
                 );
             }
             Some(wal)
@@ -291,7 +294,6 @@ impl PointsCollection {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             unnamed: params.is_unnamed(),
-            sync: params.sync,
             params: parking_lot::RwLock::new(params),
             engines,
             journal,
@@ -476,16 +478,16 @@ impl PointsCollection {
         };
         // Several engines: resolve, journal and apply under one lock so that every
         // engine sees the same operations in the same order.
+        // The journal record is the commit point: it is on disk before any engine
+        // applies it (whatever the sync policy), so no engine can get ahead of it.
         let mut last = self.writer.lock();
         let ops = self.split(w)?;
         let seq = *last + 1;
         journal.append(seq, &encode_ops(&ops)?)?;
-        if self.sync == SyncPolicy::Always {
-            journal.sync_upto(seq)?;
-        }
+        journal.sync_upto(seq)?;
         *last = seq;
         for ((_, e), op) in self.engines.iter().zip(ops) {
-            e.apply_at(seq, op)?;
+            e.apply_at(seq, &op)?;
         }
         Ok(seq)
     }
@@ -914,6 +916,43 @@ mod tests {
             c.engine("a").unwrap().last_seq(),
             c.engine("b").unwrap().last_seq()
         );
+        // it goes on from there: written to and reopened, both engines agree
+        c.write(Write::Delete(Selector::Ids(vec![PointId::Num(1)])))
+            .unwrap();
+        drop(c);
+        let c = PointsCollection::open(&dir, "c").unwrap();
+        for v in ["a", "b"] {
+            assert_eq!(c.engine(v).unwrap().count(None), 1, "{v}");
+            assert_eq!(c.engine(v).unwrap().last_seq(), 3, "{v}");
+        }
+    }
+
+    #[test]
+    fn a_write_after_the_journal_lost_its_tail_reopens() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("c");
+        let p = params(
+            json!({"a": {"size": 2, "distance": "Euclid"}, "b": {"size": 3, "distance": "Dot"}}),
+        );
+        let c = PointsCollection::create(&dir, "c", p).unwrap();
+        let up = |i: u64| Write::Upsert(vec![point(i, vec![i as f32, 1.0], vec![1.0, 1.0, 1.0])]);
+        c.write(up(1)).unwrap();
+        c.snapshot().unwrap();
+        c.write(up(2)).unwrap();
+        drop(c);
+        // disk lost data: engine b's WAL tail and the whole journal; a stays at 2, b at 1
+        fs::remove_dir_all(engine_dir(&dir, 1).join("wal")).unwrap();
+        fs::remove_dir_all(dir.join("journal")).unwrap();
+        let c = PointsCollection::open(&dir, "c").unwrap();
+        assert_eq!(c.engine("b").unwrap().last_seq(), 1);
+        // the next write skips an index in engine b and starts the journal after a gap
+        assert_eq!(c.write(up(3)).unwrap(), 3);
+        drop(c);
+        let c = PointsCollection::open(&dir, "c").unwrap();
+        assert_eq!(c.engine("a").unwrap().count(None), 3);
+        assert_eq!(c.engine("b").unwrap().count(None), 2);
+        assert_eq!(c.engine("b").unwrap().last_seq(), 3);
+        assert_eq!(c.write(up(4)).unwrap(), 4);
     }
 
     #[test]

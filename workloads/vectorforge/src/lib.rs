@@ -20,7 +20,9 @@ pub mod wal;
 pub use error::{Error, Result};
 pub use types::*;
 
-pub use collection::{Collection, CollectionInfo, ScrollRequest, ScrollResult, SearchRequest};
+pub use collection::{
+    Applied, Collection, CollectionInfo, ScrollRequest, ScrollResult, SearchRequest,
+};
 pub use filter::Filter;
 pub use ops::Operation;
 pub use payload::index::PayloadSchemaType;
