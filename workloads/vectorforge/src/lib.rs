@@ -12,6 +12,7 @@ pub mod hnsw;
 pub mod npy;
 pub mod ops;
 pub mod payload;
+pub mod point_id;
 pub mod snapshot;
 pub mod storage;
 pub mod types;
