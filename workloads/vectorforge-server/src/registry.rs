@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::collection::{self, PointsCollection};
 use crate::error::{ApiError, ApiResult};
 use crate::params::CollectionParams;
+use crate::store::{self, PointsCollection};
 
 pub struct Registry {
     data_dir: PathBuf,
@@ -164,7 +164,7 @@ impl Registry {
     pub fn restore(&self, name: &str, archive: &Path) -> ApiResult<Arc<PointsCollection>> {
         validate_name(name)?;
         let tmp = self.scratch("restore");
-        let unpacked = collection::unpack_archive(archive, &tmp).and_then(|_| {
+        let unpacked = store::unpack_archive(archive, &tmp).and_then(|_| {
             // opening it proves the data is usable before the old collection goes
             PointsCollection::open(&tmp, name).map(drop)
         });

@@ -12,11 +12,11 @@ use anyhow::Context as _;
 use vectorforge::{HnswConfig, PayloadSchemaType, SyncPolicy};
 
 use crate::auth::ApiKey;
-use crate::collection::Write;
 use crate::metrics::Metrics;
 use crate::params::{CollectionParams, DEFAULT_VECTOR, VectorParams};
 use crate::registry::Registry;
 use crate::rest::{self, AppState, Defaults};
+use crate::store::Write;
 
 /// A collection to create at start (the operator's contract flags).
 #[derive(Clone, Debug)]

@@ -9,10 +9,10 @@ use vectorforge::{
 };
 
 use super::pb;
-use crate::collection::{Info, NamedPoint, PointOut, VectorOut, VectorSelection};
 use crate::error::{ApiError, ApiResult};
 use crate::params::{CollectionParams, DEFAULT_VECTOR, HnswDiff, VectorParams};
 use crate::rest::Defaults;
+use crate::store::{Info, NamedPoint, PointOut, VectorOut, VectorSelection};
 
 /// Most results one search may ask for (limit + offset), as over REST.
 pub const MAX_RESULTS: usize = 100_000;
@@ -150,7 +150,7 @@ pub fn selection(with_vectors: bool, names: Vec<String>) -> VectorSelection {
     }
 }
 
-/// One search, ready for [`crate::collection::PointsCollection::search`].
+/// One search, ready for [`crate::store::PointsCollection::search`].
 #[derive(Clone, Debug)]
 pub struct Query {
     pub using: String,

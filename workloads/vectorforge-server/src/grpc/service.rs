@@ -14,10 +14,10 @@ use tracing::{Instrument as _, Span};
 
 use super::convert;
 use super::pb;
-use crate::collection::{PointsCollection, Selector, Write};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Metrics;
 use crate::rest::{AppState, blocking};
+use crate::store::{PointsCollection, Selector, Write};
 
 /// The vector service; cheap to clone.
 #[derive(Clone)]

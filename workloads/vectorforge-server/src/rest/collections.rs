@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use vectorforge::{HnswConfig, PayloadSchemaType, SyncPolicy};
 
 use super::{AppState, Body, Reply, blocking, reply, update_result};
-use crate::collection::Write;
 use crate::error::{ApiError, ApiResult};
 use crate::params::{CollectionParams, HnswDiff, parse_vectors};
+use crate::store::Write;
 
 pub async fn list(State(st): State<AppState>) -> ApiResult<Reply> {
     let names: Vec<Value> = st

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 use vectorforge::{Filter, Payload, PointId};
 
-use crate::collection::{PointOut, VectorOut, VectorSelection};
 use crate::error::{ApiError, ApiResult};
+use crate::store::{PointOut, VectorOut, VectorSelection};
 
 pub fn point_id(v: &Value) -> ApiResult<PointId> {
     PointId::from_json(v).map_err(|e| ApiError::bad_request(format!("Wrong input: {e}")))

@@ -10,8 +10,8 @@ use vectorforge::{Payload, PointId};
 use super::collections::wait_param;
 use super::models::{self, PayloadSelector};
 use super::{AppState, Body, Reply, blocking, reply, update_result};
-use crate::collection::{NamedPoint, Selector, VectorSelection, Write};
 use crate::error::{ApiError, ApiResult};
+use crate::store::{NamedPoint, Selector, VectorSelection, Write};
 
 type Q = Query<HashMap<String, String>>;
 

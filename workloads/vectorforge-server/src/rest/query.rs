@@ -10,8 +10,8 @@ use vectorforge::{PointId, SearchRequest};
 
 use super::models::{self, PayloadSelector};
 use super::{AppState, Body, Reply, blocking, reply};
-use crate::collection::{PointOut, PointsCollection, VectorSelection};
 use crate::error::{ApiError, ApiResult};
+use crate::store::{PointOut, PointsCollection, VectorSelection};
 
 /// Most results one search may ask for (limit + offset).
 const MAX_RESULTS: usize = 100_000;

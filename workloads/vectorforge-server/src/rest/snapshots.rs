@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{AppState, Body, Reply, blocking, reply};
-use crate::collection::io;
 use crate::error::{ApiError, ApiResult};
+use crate::store::io;
 
 const EXT: &str = ".snapshot";
 
@@ -76,7 +76,7 @@ pub async fn create(State(st): State<AppState>, Path(name): Path<String>) -> Api
         let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
         let made = c.archive(&tmp).and_then(|()| {
             let sum = sha256_file(&tmp)?;
-            crate::collection::write_atomic(&checksum_path(&path), sum.as_bytes())?;
+            crate::store::write_atomic(&checksum_path(&path), sum.as_bytes())?;
             std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
             vectorforge::wal::fsync_dir(&dir)?;
             Ok(())
