@@ -1,4 +1,4 @@
-//! Protocol messages to server types and back. Every input error is an `ApiError` with
+//! Protocol messages to server types and back. Every input error is an `ServiceError` with
 //! status 400 (INVALID_ARGUMENT) that names the field and, for points, the point.
 
 use std::collections::BTreeMap;
@@ -9,7 +9,7 @@ use vectorforge::{
 };
 
 use super::pb;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::params::{CollectionParams, DEFAULT_VECTOR, HnswDiff, VectorParams};
 use crate::rest::Defaults;
 use crate::store::{Info, NamedPoint, PointOut, VectorOut, VectorSelection};
@@ -19,15 +19,15 @@ pub const MAX_RESULTS: usize = 100_000;
 /// `limit` when a request leaves it 0.
 const DEFAULT_LIMIT: usize = 10;
 
-fn bad(message: String) -> ApiError {
-    ApiError::bad_request(format!("Wrong input: {message}"))
+fn bad(message: String) -> ServiceError {
+    ServiceError::invalid(format!("Wrong input: {message}"))
 }
 
-fn size(n: u64, what: &str) -> ApiResult<usize> {
+fn size(n: u64, what: &str) -> ServiceResult<usize> {
     usize::try_from(n).map_err(|_| bad(format!("{what}: {n} is too large")))
 }
 
-pub fn point_id(id: Option<&pb::PointId>, what: &str) -> ApiResult<PointId> {
+pub fn point_id(id: Option<&pb::PointId>, what: &str) -> ServiceResult<PointId> {
     match id.and_then(|i| i.kind.as_ref()) {
         Some(pb::point_id::Kind::Num(n)) => Ok(PointId::Num(*n)),
         Some(pb::point_id::Kind::Uuid(s)) => uuid::Uuid::parse_str(s)
@@ -37,7 +37,7 @@ pub fn point_id(id: Option<&pb::PointId>, what: &str) -> ApiResult<PointId> {
     }
 }
 
-pub fn point_ids(ids: &[pb::PointId], what: &str) -> ApiResult<Vec<PointId>> {
+pub fn point_ids(ids: &[pb::PointId], what: &str) -> ServiceResult<Vec<PointId>> {
     ids.iter()
         .enumerate()
         .map(|(i, id)| point_id(Some(id), &format!("{what}[{i}]")))
@@ -54,7 +54,7 @@ pub fn id_out(id: PointId) -> pb::PointId {
 }
 
 /// `filter_json`: empty means no filter.
-pub fn filter(text: &str) -> ApiResult<Option<Filter>> {
+pub fn filter(text: &str) -> ServiceResult<Option<Filter>> {
     if text.trim().is_empty() {
         return Ok(None);
     }
@@ -66,7 +66,7 @@ pub fn filter(text: &str) -> ApiResult<Option<Filter>> {
 }
 
 /// A JSON object field; empty means none.
-fn json_object(text: &str, what: &str) -> ApiResult<Option<Payload>> {
+fn json_object(text: &str, what: &str) -> ServiceResult<Option<Payload>> {
     if text.trim().is_empty() {
         return Ok(None);
     }
@@ -79,7 +79,7 @@ fn json_object(text: &str, what: &str) -> ApiResult<Option<Payload>> {
 
 /// A point of an upsert; `index` is its position in the message (named in errors
 /// when the point has no valid id).
-pub fn named_point(p: pb::Point, index: usize) -> ApiResult<NamedPoint> {
+pub fn named_point(p: pb::Point, index: usize) -> ServiceResult<NamedPoint> {
     let id = point_id(p.id.as_ref(), &format!("points[{index}]"))?;
     if !p.vector.is_empty() && !p.vectors.is_empty() {
         return Err(bad(format!(
@@ -158,7 +158,7 @@ pub struct Query {
     pub vectors: VectorSelection,
 }
 
-pub fn query(r: pb::SearchRequest) -> ApiResult<Query> {
+pub fn query(r: pb::SearchRequest) -> ServiceResult<Query> {
     let limit = match size(r.limit, "limit")? {
         0 => DEFAULT_LIMIT,
         n => n,
@@ -197,7 +197,7 @@ pub fn query(r: pb::SearchRequest) -> ApiResult<Query> {
     })
 }
 
-pub fn distance(d: i32, what: &str) -> ApiResult<Distance> {
+pub fn distance(d: i32, what: &str) -> ServiceResult<Distance> {
     match pb::Distance::try_from(d) {
         Ok(pb::Distance::Cosine) => Ok(Distance::Cosine),
         Ok(pb::Distance::Euclid) => Ok(Distance::Euclid),
@@ -218,7 +218,7 @@ fn distance_out(d: Distance) -> pb::Distance {
     }
 }
 
-fn hnsw_diff(h: Option<&pb::HnswConfig>, what: &str) -> ApiResult<Option<HnswDiff>> {
+fn hnsw_diff(h: Option<&pb::HnswConfig>, what: &str) -> ServiceResult<Option<HnswDiff>> {
     let Some(h) = h else { return Ok(None) };
     let field =
         |v: Option<u64>, name: &str| v.map(|n| size(n, &format!("{what}.{name}"))).transpose();
@@ -248,7 +248,7 @@ fn hnsw_out(h: &HnswConfig) -> pb::HnswConfig {
     }
 }
 
-fn vector_params(v: &pb::VectorParams, what: &str) -> ApiResult<VectorParams> {
+fn vector_params(v: &pb::VectorParams, what: &str) -> ServiceResult<VectorParams> {
     Ok(VectorParams {
         size: size(v.size, &format!("{what}.size"))?,
         distance: distance(v.distance, what)?,
@@ -265,7 +265,7 @@ fn vector_params_out(v: &VectorParams) -> pb::VectorParams {
     }
 }
 
-pub fn schema_type(t: i32) -> ApiResult<PayloadSchemaType> {
+pub fn schema_type(t: i32) -> ServiceResult<PayloadSchemaType> {
     match pb::PayloadSchemaType::try_from(t) {
         Ok(pb::PayloadSchemaType::Keyword) => Ok(PayloadSchemaType::Keyword),
         Ok(pb::PayloadSchemaType::Integer) => Ok(PayloadSchemaType::Integer),
@@ -294,7 +294,7 @@ fn schema_out(t: PayloadSchemaType) -> pb::PayloadSchemaType {
 pub fn create_params(
     r: &pb::CreateCollectionRequest,
     defaults: &Defaults,
-) -> ApiResult<CollectionParams> {
+) -> ServiceResult<CollectionParams> {
     let vectors: BTreeMap<String, VectorParams> = match (&r.vector, r.named_vectors.is_empty()) {
         (Some(v), true) => {
             BTreeMap::from([(DEFAULT_VECTOR.to_string(), vector_params(v, "vector")?)])
@@ -313,7 +313,7 @@ pub fn create_params(
                     vector_params(v, &format!("named_vectors[{name:?}]"))?,
                 ))
             })
-            .collect::<ApiResult<_>>()?,
+            .collect::<ServiceResult<_>>()?,
         (Some(_), false) => {
             return Err(bad(
                 "set either `vector` or `named_vectors`, not both".to_string()
@@ -410,7 +410,7 @@ mod tests {
             3,
         )
         .unwrap_err();
-        assert!(e.message.contains("points[3]"), "{}", e.message);
+        assert!(e.to_string().contains("points[3]"), "{}", e.to_string());
         let e = named_point(
             pb::Point {
                 id: Some(num(9)),
@@ -421,7 +421,7 @@ mod tests {
             0,
         )
         .unwrap_err();
-        assert!(e.message.contains("point 9"), "{}", e.message);
+        assert!(e.to_string().contains("point 9"), "{}", e.to_string());
         let both = pb::Point {
             id: Some(num(4)),
             vector: vec![1.0],
@@ -431,13 +431,16 @@ mod tests {
         assert!(
             named_point(both, 0)
                 .unwrap_err()
-                .message
+                .to_string()
                 .contains("point 4")
         );
         let uuid = pb::PointId {
             kind: Some(pb::point_id::Kind::Uuid("nope".into())),
         };
-        assert_eq!(point_id(Some(&uuid), "ids[0]").unwrap_err().status, 400);
+        assert!(matches!(
+            point_id(Some(&uuid), "ids[0]").unwrap_err(),
+            ServiceError::Invalid(_)
+        ));
         let u = uuid::Uuid::new_v4();
         assert_eq!(
             point_id(Some(&id_out(PointId::Uuid(u))), "x").unwrap(),
@@ -456,7 +459,7 @@ mod tests {
         assert!(
             filter("{not json")
                 .unwrap_err()
-                .message
+                .to_string()
                 .contains("filter_json")
         );
         assert!(filter(r#"{"must": [{"key": "a", "bogus": 1}]}"#).is_err());
@@ -486,7 +489,10 @@ mod tests {
                 ..Default::default()
             },
         ] {
-            assert_eq!(query(bad.clone()).unwrap_err().status, 400, "{bad:?}");
+            assert!(
+                matches!(query(bad.clone()).unwrap_err(), ServiceError::Invalid(_)),
+                "{bad:?}"
+            );
         }
     }
 
@@ -533,7 +539,7 @@ mod tests {
         assert!(
             create_params(&no_distance, &d)
                 .unwrap_err()
-                .message
+                .to_string()
                 .contains("distance")
         );
     }

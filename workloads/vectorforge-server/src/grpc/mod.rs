@@ -19,6 +19,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::auth::ApiKey;
+use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::rest::AppState;
 
@@ -30,6 +31,31 @@ pub mod pb {
 
 pub use pb::vector_service_server::SERVICE_NAME;
 pub use service::VectorApi;
+
+/// The gRPC status of a service error: the one place gRPC maps them. A `NotLeader`
+/// names the leader in `leader` metadata so a client or proxy can forward the call.
+pub fn status_of(e: ServiceError) -> Status {
+    let code = match &e {
+        ServiceError::NotFound(_) => Code::NotFound,
+        ServiceError::Invalid(_) => Code::InvalidArgument,
+        ServiceError::AlreadyExists(_) => Code::AlreadyExists,
+        ServiceError::NotLeader { .. } | ServiceError::Unavailable(_) => Code::Unavailable,
+        ServiceError::Internal(_) => Code::Internal,
+    };
+    let mut status = Status::new(code, e.to_string());
+    if let ServiceError::NotLeader { leader: Some(l) } = &e
+        && let Ok(v) = l.parse()
+    {
+        status.metadata_mut().insert("leader", v);
+    }
+    status
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Self {
+        status_of(e)
+    }
+}
 
 /// Rejects vector-service calls without the configured API key.
 #[derive(Clone)]

@@ -14,7 +14,7 @@ use tracing::{Instrument as _, Span};
 
 use super::convert;
 use super::pb;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::metrics::Metrics;
 use crate::rest::{AppState, blocking};
 use crate::store::{PointsCollection, Selector, Write};
@@ -32,7 +32,7 @@ impl VectorApi {
         VectorApi { st }
     }
 
-    fn collection(&self, name: &str) -> ApiResult<Arc<PointsCollection>> {
+    fn collection(&self, name: &str) -> ServiceResult<Arc<PointsCollection>> {
         self.st.registry.get(name)
     }
 
@@ -44,7 +44,7 @@ impl VectorApi {
         call: impl FnOnce(Req) -> F,
     ) -> Result<Response<T>, Status>
     where
-        F: Future<Output = ApiResult<T>>,
+        F: Future<Output = ServiceResult<T>>,
     {
         let started = Instant::now();
         let span = call_span(method, &req);
@@ -67,11 +67,11 @@ impl VectorApi {
         &self,
         coll: &mut Option<Arc<PointsCollection>>,
         msg: pb::UpsertRequest,
-    ) -> ApiResult<Option<u64>> {
+    ) -> ServiceResult<Option<u64>> {
         let c = match coll {
             Some(c) => {
                 if !msg.collection_name.is_empty() && msg.collection_name != c.name() {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(ServiceError::invalid(format!(
                         "Wrong input: collection_name {:?}: a stream upserts into one collection ({})",
                         msg.collection_name,
                         c.name()
@@ -89,7 +89,7 @@ impl VectorApi {
             .into_iter()
             .enumerate()
             .map(|(i, p)| convert::named_point(p, i))
-            .collect::<ApiResult<Vec<_>>>()?;
+            .collect::<ServiceResult<Vec<_>>>()?;
         blocking(move || c.write(Write::Upsert(points)))
             .await
             .map(Some)
@@ -221,12 +221,12 @@ fn write_response(seq: u64) -> pb::WriteResponse {
 }
 
 /// Checks a query against its vector space before it runs (dimension, finite values).
-fn check_query(c: &PointsCollection, q: &convert::Query, index: usize) -> ApiResult<()> {
-    let at = |e: ApiError| ApiError::new(e.status, format!("searches[{index}]: {}", e.message));
+fn check_query(c: &PointsCollection, q: &convert::Query, index: usize) -> ServiceResult<()> {
+    let at = |e: ServiceError| e.context(&format!("searches[{index}]"));
     let engine = c.engine(&q.using).map_err(at)?;
     engine
         .check_query(&q.req.vector)
-        .map_err(|e| at(ApiError::from(e)))
+        .map_err(|e| at(ServiceError::from(e)))
 }
 
 #[tonic::async_trait]
@@ -326,7 +326,7 @@ impl pb::vector_service_server::VectorService for VectorApi {
                 .into_iter()
                 .enumerate()
                 .map(|(i, p)| convert::named_point(p, i))
-                .collect::<ApiResult<Vec<_>>>()?;
+                .collect::<ServiceResult<Vec<_>>>()?;
             let seq = blocking(move || c.write(Write::Upsert(points))).await?;
             Ok(write_response(seq))
         })
@@ -358,10 +358,10 @@ impl pb::vector_service_server::VectorService for VectorApi {
                 }
                 Some(pb::delete_request::Selector::FilterJson(f)) => match convert::filter(&f)? {
                     Some(f) => Selector::Filter(f),
-                    None => return Err(ApiError::bad_request("Wrong input: filter_json is empty")),
+                    None => return Err(ServiceError::invalid("Wrong input: filter_json is empty")),
                 },
                 None => {
-                    return Err(ApiError::bad_request(
+                    return Err(ServiceError::invalid(
                         "Wrong input: expected `ids` or `filter_json`",
                     ));
                 }
@@ -401,14 +401,12 @@ impl pb::vector_service_server::VectorService for VectorApi {
             let mut queries = Vec::with_capacity(r.searches.len());
             for (i, s) in r.searches.into_iter().enumerate() {
                 if !s.collection_name.is_empty() && s.collection_name != r.collection_name {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(ServiceError::invalid(format!(
                         "Wrong input: searches[{i}]: collection_name {:?} differs from the batch's {:?}",
                         s.collection_name, r.collection_name
                     )));
                 }
-                let q = convert::query(s).map_err(|e| {
-                    ApiError::new(e.status, format!("searches[{i}]: {}", e.message))
-                })?;
+                let q = convert::query(s).map_err(|e| e.context(&format!("searches[{i}]")))?;
                 check_query(&c, &q, i)?;
                 queries.push(q);
             }
@@ -440,7 +438,7 @@ impl pb::vector_service_server::VectorService for VectorApi {
                 }
             })
             .buffered(parallel)
-            .map(|r: ApiResult<pb::SearchBatchResult>| r.map_err(Status::from));
+            .map(|r: ServiceResult<pb::SearchBatchResult>| r.map_err(Status::from));
         Ok(Response::new(Observed {
             inner: Box::pin(results),
             metrics: self.st.metrics.clone(),

@@ -10,7 +10,7 @@ use vectorforge::{PointId, SearchRequest};
 
 use super::models::{self, PayloadSelector};
 use super::{AppState, Body, Reply, blocking, reply};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::store::{PointOut, PointsCollection, VectorSelection};
 
 /// Most results one search may ask for (limit + offset).
@@ -35,14 +35,14 @@ struct Plan {
     vectors: VectorSelection,
 }
 
-fn usize_field(body: &Value, field: &str, default: usize) -> ApiResult<usize> {
+fn usize_field(body: &Value, field: &str, default: usize) -> ServiceResult<usize> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => v
             .as_u64()
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| {
-                ApiError::bad_request(format!(
+                ServiceError::invalid(format!(
                     "Wrong input: {field}: expected a non-negative integer"
                 ))
             }),
@@ -54,12 +54,12 @@ fn common(
     target: Target,
     using: String,
     default_limit: Option<usize>,
-) -> ApiResult<Plan> {
+) -> ServiceResult<Plan> {
     let limit = match default_limit {
         Some(d) => usize_field(body, "limit", d)?,
         None => usize_field(body, "limit", usize::MAX).and_then(|l| {
             if l == usize::MAX {
-                Err(ApiError::bad_request("Wrong input: limit is required"))
+                Err(ServiceError::invalid("Wrong input: limit is required"))
             } else {
                 Ok(l)
             }
@@ -67,7 +67,7 @@ fn common(
     };
     let offset = usize_field(body, "offset", 0)?;
     if limit.saturating_add(offset) > MAX_RESULTS {
-        return Err(ApiError::bad_request(format!(
+        return Err(ServiceError::invalid(format!(
             "Wrong input: limit + offset must not exceed {MAX_RESULTS}"
         )));
     }
@@ -79,7 +79,7 @@ fn common(
                 .and_then(|n| usize::try_from(n).ok())
                 .filter(|n| (1..=MAX_RESULTS).contains(n))
                 .ok_or_else(|| {
-                    ApiError::bad_request(
+                    ServiceError::invalid(
                         "Wrong input: params.hnsw_ef: expected an integer in 1..=100000",
                     )
                 })?,
@@ -92,7 +92,7 @@ fn common(
     let score_threshold = match body.get("score_threshold") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_f64().ok_or_else(|| {
-            ApiError::bad_request("Wrong input: score_threshold: expected a number")
+            ServiceError::invalid("Wrong input: score_threshold: expected a number")
         })? as f32),
     };
     let payload = PayloadSelector::parse(body.get("with_payload"), false)?;
@@ -117,10 +117,10 @@ fn common(
 }
 
 /// A legacy SearchRequest: `vector` is an array or `{"name", "vector"}`.
-fn search_plan(body: &Value) -> ApiResult<Plan> {
+fn search_plan(body: &Value) -> ServiceResult<Plan> {
     let v = body
         .get("vector")
-        .ok_or_else(|| ApiError::bad_request("Wrong input: vector is required"))?;
+        .ok_or_else(|| ServiceError::invalid("Wrong input: vector is required"))?;
     let (using, vector) = match v {
         Value::Object(o) if o.contains_key("name") => (
             o.get("name")
@@ -135,13 +135,13 @@ fn search_plan(body: &Value) -> ApiResult<Plan> {
 }
 
 /// A QueryRequest: `query` is a vector, a point id, or `{"nearest": either}`.
-fn query_plan(body: &Value) -> ApiResult<Plan> {
+fn query_plan(body: &Value) -> ServiceResult<Plan> {
     for field in ["prefetch", "lookup_from"] {
         if body
             .get(field)
             .is_some_and(|v| !v.is_null() && v != &json!([]))
         {
-            return Err(ApiError::bad_request(format!(
+            return Err(ServiceError::invalid(format!(
                 "Wrong input: {field} is not supported by vectorforge"
             )));
         }
@@ -153,7 +153,7 @@ fn query_plan(body: &Value) -> ApiResult<Plan> {
                 Value::Object(o) if o.contains_key("nearest") => &o["nearest"],
                 Value::Object(o) => {
                     let kind = o.keys().next().cloned().unwrap_or_default();
-                    return Err(ApiError::bad_request(format!(
+                    return Err(ServiceError::invalid(format!(
                         "Wrong input: query type {kind:?} is not supported by vectorforge (supported: a vector, a point id, nearest)"
                     )));
                 }
@@ -163,7 +163,7 @@ fn query_plan(body: &Value) -> ApiResult<Plan> {
                 Value::Array(_) => Target::Vector(models::dense(q, "query")?),
                 Value::Number(_) | Value::String(_) => Target::Point(models::point_id(q)?),
                 _ => {
-                    return Err(ApiError::bad_request(
+                    return Err(ServiceError::invalid(
                         "Wrong input: query.nearest: expected a vector or a point id",
                     ));
                 }
@@ -179,7 +179,7 @@ fn query_plan(body: &Value) -> ApiResult<Plan> {
 }
 
 /// Runs one plan against a collection (blocking).
-fn run(c: &PointsCollection, mut plan: Plan) -> ApiResult<Vec<PointOut>> {
+fn run(c: &PointsCollection, mut plan: Plan) -> ServiceResult<Vec<PointOut>> {
     // the target moves into the request (a query vector is not copied)
     let exclude = match std::mem::replace(&mut plan.target, Target::None) {
         Target::Vector(v) => {
@@ -193,7 +193,7 @@ fn run(c: &PointsCollection, mut plan: Plan) -> ApiResult<Vec<PointOut>> {
                 .pop()
                 .and_then(|r| r.vector)
                 .ok_or_else(|| {
-                    ApiError::not_found(format!("Not found: No point with id {id} found"))
+                    ServiceError::not_found(format!("Not found: No point with id {id} found"))
                 })?;
             plan.req.vector = rec;
             plan.req.limit = plan.req.limit.saturating_add(1);
@@ -233,7 +233,7 @@ async fn run_all(
     st: &AppState,
     name: &str,
     plans: Vec<Plan>,
-) -> ApiResult<Vec<(Vec<PointOut>, PayloadSelector)>> {
+) -> ServiceResult<Vec<(Vec<PointOut>, PayloadSelector)>> {
     let c: Arc<PointsCollection> = st.registry.get(name)?;
     blocking(move || {
         plans
@@ -253,17 +253,17 @@ fn scored(hits: Vec<PointOut>, sel: &PayloadSelector) -> Vec<Value> {
         .collect()
 }
 
-fn batch_of(body: &Value) -> ApiResult<&Vec<Value>> {
+fn batch_of(body: &Value) -> ServiceResult<&Vec<Value>> {
     body.get("searches")
         .and_then(Value::as_array)
-        .ok_or_else(|| ApiError::bad_request("Wrong input: searches: expected a list of requests"))
+        .ok_or_else(|| ServiceError::invalid("Wrong input: searches: expected a list of requests"))
 }
 
 pub async fn search(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     let plan = search_plan(&body)?;
     let mut out = run_all(&st, &name, vec![plan]).await?;
     let (hits, sel) = out.pop().unwrap_or_default();
@@ -274,11 +274,11 @@ pub async fn search_batch(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     let plans = batch_of(&body)?
         .iter()
         .map(search_plan)
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect::<ServiceResult<Vec<_>>>()?;
     let out = run_all(&st, &name, plans).await?;
     reply(
         out.into_iter()
@@ -291,7 +291,7 @@ pub async fn query(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     let plan = query_plan(&body)?;
     let mut out = run_all(&st, &name, vec![plan]).await?;
     let (hits, sel) = out.pop().unwrap_or_default();
@@ -302,11 +302,11 @@ pub async fn query_batch(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     let plans = batch_of(&body)?
         .iter()
         .map(query_plan)
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect::<ServiceResult<Vec<_>>>()?;
     let out = run_all(&st, &name, plans).await?;
     reply(
         out.into_iter()
@@ -334,7 +334,7 @@ mod tests {
         );
         assert_eq!(query_plan(&json!({})).unwrap().target, Target::None);
         let e = query_plan(&json!({"query": {"recommend": {"positive": [1]}}})).unwrap_err();
-        assert!(e.message.contains("recommend"), "{}", e.message);
+        assert!(e.to_string().contains("recommend"), "{}", e.to_string());
         assert!(query_plan(&json!({"query": [1], "prefetch": [{"query": [1]}]})).is_err());
     }
 

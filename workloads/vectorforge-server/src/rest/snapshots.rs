@@ -15,12 +15,12 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{AppState, Body, Reply, blocking, reply};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::store::io;
 
 const EXT: &str = ".snapshot";
 
-fn sha256_file(p: &FsPath) -> ApiResult<String> {
+fn sha256_file(p: &FsPath) -> ServiceResult<String> {
     let mut f = std::fs::File::open(p).map_err(|e| io(p, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -34,7 +34,7 @@ fn sha256_file(p: &FsPath) -> ApiResult<String> {
     Ok(format!("{:x}", h.finalize()))
 }
 
-fn description(p: &FsPath) -> ApiResult<Value> {
+fn description(p: &FsPath) -> ServiceResult<Value> {
     let meta = std::fs::metadata(p).map_err(|e| io(p, e))?;
     let created = meta.modified().ok().map(|t| {
         chrono::DateTime::<chrono::Utc>::from(t)
@@ -57,16 +57,16 @@ fn checksum_path(p: &FsPath) -> PathBuf {
 }
 
 /// A snapshot file name: a plain name ending in `.snapshot`.
-fn snapshot_file(st: &AppState, collection: &str, snap: &str) -> ApiResult<PathBuf> {
+fn snapshot_file(st: &AppState, collection: &str, snap: &str) -> ServiceResult<PathBuf> {
     if !snap.ends_with(EXT) || snap.contains('/') || snap.starts_with('.') || snap.len() > 255 {
-        return Err(ApiError::bad_request(format!(
+        return Err(ServiceError::invalid(format!(
             "Wrong input: {snap:?} is not a snapshot name"
         )));
     }
     Ok(st.registry.snapshots_dir(collection).join(snap))
 }
 
-pub async fn create(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Reply> {
+pub async fn create(State(st): State<AppState>, Path(name): Path<String>) -> ServiceResult<Reply> {
     let c = st.registry.get(&name)?;
     let dir = st.registry.snapshots_dir(&name);
     let desc = blocking(move || {
@@ -92,7 +92,7 @@ pub async fn create(State(st): State<AppState>, Path(name): Path<String>) -> Api
     reply(desc)
 }
 
-pub async fn list(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Reply> {
+pub async fn list(State(st): State<AppState>, Path(name): Path<String>) -> ServiceResult<Reply> {
     st.registry.get(&name)?;
     let dir = st.registry.snapshots_dir(&name);
     let list = blocking(move || {
@@ -121,10 +121,10 @@ pub async fn list(State(st): State<AppState>, Path(name): Path<String>) -> ApiRe
 pub async fn download(
     State(st): State<AppState>,
     Path((name, snap)): Path<(String, String)>,
-) -> ApiResult<Response> {
+) -> ServiceResult<Response> {
     let path = snapshot_file(&st, &name, &snap)?;
     let file = tokio::fs::File::open(&path).await.map_err(|_| {
-        ApiError::not_found(format!(
+        ServiceError::not_found(format!(
             "Not found: snapshot {snap} of collection {name} does not exist"
         ))
     })?;
@@ -147,27 +147,27 @@ pub async fn download(
 pub async fn delete(
     State(st): State<AppState>,
     Path((name, snap)): Path<(String, String)>,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     let path = snapshot_file(&st, &name, &snap)?;
     blocking(move || match std::fs::remove_file(&path) {
         Ok(()) => {
             let _ = std::fs::remove_file(checksum_path(&path));
             Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::not_found(format!(
-            "Not found: snapshot {snap} of collection {name} does not exist"
-        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ServiceError::not_found(
+            format!("Not found: snapshot {snap} of collection {name} does not exist"),
+        )),
         Err(e) => Err(io(&path, e)),
     })
     .await?;
     reply(true)
 }
 
-fn verify_checksum(path: &FsPath, expected: Option<&str>) -> ApiResult<()> {
+fn verify_checksum(path: &FsPath, expected: Option<&str>) -> ServiceResult<()> {
     if let Some(want) = expected {
         let got = sha256_file(path)?;
         if !got.eq_ignore_ascii_case(want) {
-            return Err(ApiError::bad_request(format!(
+            return Err(ServiceError::invalid(format!(
                 "Wrong input: snapshot checksum mismatch: expected {want}, got {got}"
             )));
         }
@@ -181,13 +181,13 @@ pub async fn recover(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     let location = body
         .get("location")
         .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad_request("Wrong input: location: expected a file:// URL"))?;
+        .ok_or_else(|| ServiceError::invalid("Wrong input: location: expected a file:// URL"))?;
     let Some(raw) = location.strip_prefix("file://") else {
-        return Err(ApiError::bad_request(
+        return Err(ServiceError::invalid(
             "Wrong input: only file:// locations under the server's snapshot directory can be recovered; upload other snapshots with POST .../snapshots/upload",
         ));
     };
@@ -200,10 +200,10 @@ pub async fn recover(
     let raw = raw.to_string();
     blocking(move || {
         let path = std::fs::canonicalize(&raw)
-            .map_err(|e| ApiError::bad_request(format!("Wrong input: snapshot {raw}: {e}")))?;
+            .map_err(|e| ServiceError::invalid(format!("Wrong input: snapshot {raw}: {e}")))?;
         let root = std::fs::canonicalize(&root).map_err(|e| io(&root, e))?;
         if !path.starts_with(&root) {
-            return Err(ApiError::bad_request(format!(
+            return Err(ServiceError::invalid(format!(
                 "Wrong input: {raw} is outside the snapshot directory {}",
                 root.display()
             )));
@@ -222,12 +222,12 @@ pub async fn upload(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     mut form: Multipart,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     crate::registry::validate_name(&name)?;
     let dir = st.registry.data_dir().join("snapshots");
     let tmp = dir.join(format!(".upload-{}", uuid::Uuid::new_v4()));
     let mut got = false;
-    let written: ApiResult<()> =
+    let written: ServiceResult<()> =
         async {
             let mut file = tokio::fs::File::create(&tmp)
                 .await
@@ -235,13 +235,13 @@ pub async fn upload(
             while let Some(mut field) = form
                 .next_field()
                 .await
-                .map_err(|e| ApiError::bad_request(format!("Wrong input: multipart body: {e}")))?
+                .map_err(|e| ServiceError::invalid(format!("Wrong input: multipart body: {e}")))?
             {
                 if field.name() != Some("snapshot") {
                     continue;
                 }
                 while let Some(chunk) = field.chunk().await.map_err(|e| {
-                    ApiError::bad_request(format!("Wrong input: multipart body: {e}"))
+                    ServiceError::invalid(format!("Wrong input: multipart body: {e}"))
                 })? {
                     tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
                         .await
@@ -255,7 +255,7 @@ pub async fn upload(
             if got {
                 Ok(())
             } else {
-                Err(ApiError::bad_request(
+                Err(ServiceError::invalid(
                     "Wrong input: the multipart body has no `snapshot` field",
                 ))
             }

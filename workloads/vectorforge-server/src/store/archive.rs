@@ -7,18 +7,18 @@ use std::path::Path;
 
 use super::files::{engine_dir, io};
 use super::{PARAMS_FILE, PointsCollection};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::params::CollectionParams;
 
 impl PointsCollection {
     /// Snapshots every engine at one sequence number and trims the journal behind the
     /// previous snapshot. Returns the sequence number. Blocks: run on a blocking thread.
-    pub fn snapshot(&self) -> ApiResult<u64> {
+    pub fn snapshot(&self) -> ServiceResult<u64> {
         let _m = self.maintenance.lock();
         self.snapshot_locked()
     }
 
-    fn snapshot_locked(&self) -> ApiResult<u64> {
+    fn snapshot_locked(&self) -> ServiceResult<u64> {
         let seq = if self.journal.is_some() {
             let _w = self.writer.lock();
             let mut seq = 0;
@@ -39,12 +39,12 @@ impl PointsCollection {
 
     /// Writes a self-contained archive of the collection (params + a fresh snapshot of
     /// every engine) to `dest` as a tar file.
-    pub fn archive(&self, dest: &Path) -> ApiResult<()> {
+    pub fn archive(&self, dest: &Path) -> ServiceResult<()> {
         let _m = self.maintenance.lock();
         let seq = self.snapshot_locked()?;
         let file = fs::File::create(dest).map_err(|e| io(dest, e))?;
         let mut tar = tar::Builder::new(std::io::BufWriter::new(file));
-        let add = |tar: &mut tar::Builder<_>, src: &Path, name: &str| -> ApiResult<()> {
+        let add = |tar: &mut tar::Builder<_>, src: &Path, name: &str| -> ServiceResult<()> {
             tar.append_path_with_name(src, name).map_err(|e| io(src, e))
         };
         add(&mut tar, &self.dir.join(PARAMS_FILE), PARAMS_FILE)?;
@@ -77,40 +77,37 @@ impl PointsCollection {
 
 /// Unpacks an archive written by [`PointsCollection::archive`] into `dir` (which must
 /// not exist), checking that it holds a collection. Entries may not leave `dir`.
-pub fn unpack_archive(archive: &Path, dir: &Path) -> ApiResult<CollectionParams> {
+pub fn unpack_archive(archive: &Path, dir: &Path) -> ServiceResult<CollectionParams> {
     let file = fs::File::open(archive).map_err(|e| io(archive, e))?;
     fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
     let mut tar = tar::Archive::new(std::io::BufReader::new(file));
     let entries = tar
         .entries()
-        .map_err(|e| ApiError::bad_request(format!("snapshot is not a tar archive: {e}")))?;
+        .map_err(|e| ServiceError::invalid(format!("snapshot is not a tar archive: {e}")))?;
     for entry in entries {
         let mut entry = entry
-            .map_err(|e| ApiError::bad_request(format!("snapshot archive is corrupt: {e}")))?;
+            .map_err(|e| ServiceError::invalid(format!("snapshot archive is corrupt: {e}")))?;
         // unpack_in refuses paths that escape `dir` (absolute, `..`).
         let ok = entry
             .unpack_in(dir)
-            .map_err(|e| ApiError::bad_request(format!("snapshot archive is corrupt: {e}")))?;
+            .map_err(|e| ServiceError::invalid(format!("snapshot archive is corrupt: {e}")))?;
         if !ok {
-            return Err(ApiError::bad_request(
+            return Err(ServiceError::invalid(
                 "snapshot archive has an entry outside the collection",
             ));
         }
     }
     let params = PointsCollection::read_params(dir).map_err(|e| {
-        ApiError::bad_request(format!(
-            "snapshot has no valid collection.json: {}",
-            e.message
-        ))
+        ServiceError::invalid(format!("snapshot has no valid collection.json: {e}"))
     })?;
     for i in 0..params.vectors.len() {
         let snaps = vectorforge::snapshot::list(&engine_dir(dir, i).join("snapshots"))
-            .map_err(|e| ApiError::bad_request(format!("snapshot archive: {e}")))?;
+            .map_err(|e| ServiceError::invalid(format!("snapshot archive: {e}")))?;
         let (_, sdir) = snaps.first().ok_or_else(|| {
-            ApiError::bad_request(format!("snapshot archive lacks the data of vector {i}"))
+            ServiceError::invalid(format!("snapshot archive lacks the data of vector {i}"))
         })?;
         vectorforge::snapshot::validate(sdir)
-            .map_err(|e| ApiError::bad_request(format!("snapshot archive: {e}")))?;
+            .map_err(|e| ServiceError::invalid(format!("snapshot archive: {e}")))?;
     }
     Ok(params)
 }
@@ -148,11 +145,9 @@ mod tests {
         assert_eq!(r.count(None), 20);
         let garbage = tmp.path().join("garbage");
         fs::write(&garbage, b"not a tar").unwrap();
-        assert_eq!(
-            unpack_archive(&garbage, &tmp.path().join("g"))
-                .unwrap_err()
-                .status,
-            400
-        );
+        assert!(matches!(
+            unpack_archive(&garbage, &tmp.path().join("g")).unwrap_err(),
+            ServiceError::Invalid(_)
+        ));
     }
 }

@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 
 /// Directory of the engine of the `index`-th vector space.
 pub(crate) fn engine_dir(dir: &Path, index: usize) -> PathBuf {
@@ -12,12 +12,12 @@ pub(crate) fn engine_dir(dir: &Path, index: usize) -> PathBuf {
 }
 
 /// An I/O failure on `path` as a 500.
-pub(crate) fn io(path: &Path, e: std::io::Error) -> ApiError {
-    ApiError::internal(format!("Service internal error: {}: {e}", path.display()))
+pub(crate) fn io(path: &Path, e: std::io::Error) -> ServiceError {
+    ServiceError::internal(format!("Service internal error: {}: {e}", path.display()))
 }
 
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename, fsync dir).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> ApiResult<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> ServiceResult<()> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, bytes).map_err(|e| io(&tmp, e))?;
     fs::File::open(&tmp)

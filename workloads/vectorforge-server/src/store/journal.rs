@@ -3,9 +3,9 @@
 
 use vectorforge::Operation;
 
-use crate::error::ApiResult;
+use crate::error::ServiceResult;
 
-pub(super) fn encode_ops(ops: &[Operation]) -> ApiResult<Vec<u8>> {
+pub(super) fn encode_ops(ops: &[Operation]) -> ServiceResult<Vec<u8>> {
     let mut out = Vec::new();
     out.extend_from_slice(&(ops.len() as u32).to_le_bytes());
     for op in ops {

@@ -32,7 +32,7 @@ use parking_lot::Mutex;
 use vectorforge::wal::Wal;
 use vectorforge::{Collection, Filter, PayloadSchemaType, SyncPolicy};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::params::CollectionParams;
 
 const PARAMS_FILE: &str = "collection.json";
@@ -82,38 +82,38 @@ impl PointsCollection {
     /// stores them; `f` returns an error to refuse a change.
     pub fn update_params(
         &self,
-        f: impl FnOnce(&mut CollectionParams) -> ApiResult<()>,
-    ) -> ApiResult<()> {
+        f: impl FnOnce(&mut CollectionParams) -> ServiceResult<()>,
+    ) -> ServiceResult<()> {
         let mut p = self.params.write();
         let mut next = p.clone();
         f(&mut next)?;
         if next.vectors != p.vectors || next.hnsw != p.hnsw || next.sync != p.sync {
-            return Err(ApiError::bad_request(
+            return Err(ServiceError::invalid(
                 "Wrong input: vectors, HNSW and WAL settings of an existing collection cannot change; create a new collection and re-ingest",
             ));
         }
         let bytes =
-            serde_json::to_vec_pretty(&next).map_err(|e| ApiError::internal(e.to_string()))?;
+            serde_json::to_vec_pretty(&next).map_err(|e| ServiceError::internal(e.to_string()))?;
         write_atomic(&self.dir.join(PARAMS_FILE), &bytes)?;
         *p = next;
         Ok(())
     }
 
     /// The engine of a vector space; "" names the unnamed vector.
-    pub fn engine(&self, using: &str) -> ApiResult<&Collection> {
+    pub fn engine(&self, using: &str) -> ServiceResult<&Collection> {
         self.engines
             .iter()
             .find(|(n, _)| n == using)
             .map(|(_, e)| e)
             .ok_or_else(|| {
                 if using.is_empty() {
-                    ApiError::bad_request(format!(
+                    ServiceError::invalid(format!(
                         "Wrong input: collection {} has only named vectors ({}); say which one with `using`",
                         self.name,
                         self.vector_names().join(", ")
                     ))
                 } else {
-                    ApiError::bad_request(format!(
+                    ServiceError::invalid(format!(
                         "Wrong input: Not existing vector name error: {using}"
                     ))
                 }
@@ -170,7 +170,7 @@ impl PointsCollection {
     }
 
     /// Makes every acknowledged write durable (used at shutdown).
-    pub fn flush(&self) -> ApiResult<()> {
+    pub fn flush(&self) -> ServiceResult<()> {
         if let Some(j) = &self.journal {
             j.sync_upto(j.last_seq())?;
         }

@@ -11,7 +11,7 @@ use vectorforge::{
 
 use super::journal::encode_ops;
 use super::{PointOut, PointsCollection, Selector, VectorOut, VectorSelection, Write};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 
 impl PointsCollection {
     /// Ids a selector stands for (a filter is resolved against the current state).
@@ -35,8 +35,8 @@ impl PointsCollection {
     }
 
     /// One engine operation per vector space, validated by its engine.
-    fn split(&self, w: Write) -> ApiResult<Vec<Operation>> {
-        let common = |op: Operation| -> ApiResult<Vec<Operation>> {
+    fn split(&self, w: Write) -> ServiceResult<Vec<Operation>> {
+        let common = |op: Operation| -> ServiceResult<Vec<Operation>> {
             let mut out = Vec::with_capacity(self.engines.len());
             for (_, e) in &self.engines {
                 out.push(e.validate(op.clone())?);
@@ -53,7 +53,7 @@ impl PointsCollection {
                         .keys()
                         .find(|k| !self.engines.iter().any(|(n, _)| n == *k))
                     {
-                        return Err(ApiError::bad_request(format!(
+                        return Err(ServiceError::invalid(format!(
                             "Wrong input: Not existing vector name error: {extra} (point {})",
                             p.id
                         )));
@@ -61,7 +61,7 @@ impl PointsCollection {
                     let mut vectors = p.vectors;
                     for (i, (vname, _)) in self.engines.iter().enumerate() {
                         let v = vectors.remove(vname).ok_or_else(|| {
-                            ApiError::bad_request(if vname.is_empty() {
+                            ServiceError::invalid(if vname.is_empty() {
                                 format!("Wrong input: point {} has no vector", p.id)
                             } else {
                                 format!("Wrong input: point {} has no vector {vname:?} (vectorforge needs every named vector of the collection)", p.id)
@@ -116,7 +116,7 @@ impl PointsCollection {
 
     /// Applies a write to every engine; returns its sequence number (Qdrant's operation_id).
     /// Blocks on disk I/O: call it from a blocking thread.
-    pub fn write(&self, w: Write) -> ApiResult<u64> {
+    pub fn write(&self, w: Write) -> ServiceResult<u64> {
         let Some(journal) = &self.journal else {
             let ops = self.split(w)?;
             let mut seq = 0;
@@ -147,7 +147,7 @@ impl PointsCollection {
         using: &str,
         mut req: SearchRequest,
         vectors: &VectorSelection,
-    ) -> ApiResult<Vec<PointOut>> {
+    ) -> ServiceResult<Vec<PointOut>> {
         let engine = self.engine(using)?;
         let only_own = matches!(vectors, VectorSelection::Names(n) if n.len() == 1 && n[0] == using)
             || (matches!(vectors, VectorSelection::All) && self.engines.len() == 1);
@@ -181,7 +181,7 @@ impl PointsCollection {
     fn selected<'a>(
         &'a self,
         vectors: &VectorSelection,
-    ) -> ApiResult<Vec<&'a (String, Collection)>> {
+    ) -> ServiceResult<Vec<&'a (String, Collection)>> {
         Ok(match vectors {
             VectorSelection::None => Vec::new(),
             VectorSelection::All => self.engines.iter().collect(),
@@ -196,7 +196,11 @@ impl PointsCollection {
         })
     }
 
-    fn attach_vectors(&self, points: &mut [PointOut], vectors: &VectorSelection) -> ApiResult<()> {
+    fn attach_vectors(
+        &self,
+        points: &mut [PointOut],
+        vectors: &VectorSelection,
+    ) -> ServiceResult<()> {
         let engines = self.selected(vectors)?;
         let ids: Vec<PointId> = points.iter().map(|p| p.id).collect();
         let mut by_id: BTreeMap<PointId, BTreeMap<String, Vec<f32>>> = BTreeMap::new();
@@ -220,7 +224,7 @@ impl PointsCollection {
         ids: &[PointId],
         with_payload: bool,
         vectors: &VectorSelection,
-    ) -> ApiResult<Vec<PointOut>> {
+    ) -> ServiceResult<Vec<PointOut>> {
         let mut out: Vec<PointOut> = self
             .primary()
             .retrieve(ids, with_payload, false)
@@ -246,7 +250,7 @@ impl PointsCollection {
         offset: Option<PointId>,
         with_payload: bool,
         vectors: &VectorSelection,
-    ) -> ApiResult<(Vec<PointOut>, Option<PointId>)> {
+    ) -> ServiceResult<(Vec<PointOut>, Option<PointId>)> {
         let r = self.primary().scroll(&ScrollRequest {
             filter,
             limit,
@@ -320,7 +324,10 @@ mod tests {
         assert_eq!(c.count(None), 50);
         // a wrong dimension in the second vector space rejects the whole batch
         let bad = point(98, vec![1.0, 1.0], vec![1.0]);
-        assert_eq!(c.write(Write::Upsert(vec![bad])).unwrap_err().status, 400);
+        assert!(matches!(
+            c.write(Write::Upsert(vec![bad])).unwrap_err(),
+            ServiceError::Invalid(_)
+        ));
         assert_eq!(c.count(None), 50);
         let f = Filter::from_json(&json!({"must": [{"key": "n", "range": {"lt": 5}}]})).unwrap();
         c.write(Write::Delete(Selector::Filter(f))).unwrap();

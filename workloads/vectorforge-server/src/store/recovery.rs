@@ -11,37 +11,37 @@ use vectorforge::{Applied, Collection};
 use super::files::{engine_dir, io, newest_snapshot, write_atomic};
 use super::journal::decode_ops;
 use super::{JOURNAL_SEGMENT_BYTES, JOURNALED_ENGINE_SYNC, PARAMS_FILE, PointsCollection};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::params::CollectionParams;
 
 impl PointsCollection {
     /// Creates the collection's files in `dir` (which must not exist) and opens it.
-    pub fn create(dir: &Path, name: &str, params: CollectionParams) -> ApiResult<Self> {
+    pub fn create(dir: &Path, name: &str, params: CollectionParams) -> ServiceResult<Self> {
         params.validate()?;
         fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let bytes =
-            serde_json::to_vec_pretty(&params).map_err(|e| ApiError::internal(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(&params)
+            .map_err(|e| ServiceError::internal(e.to_string()))?;
         write_atomic(&dir.join(PARAMS_FILE), &bytes)?;
         Self::open(dir, name)
     }
 
     /// Reads the stored params of the collection in `dir`.
-    pub fn read_params(dir: &Path) -> ApiResult<CollectionParams> {
+    pub fn read_params(dir: &Path) -> ServiceResult<CollectionParams> {
         let p = dir.join(PARAMS_FILE);
         let bytes = fs::read(&p).map_err(|e| io(&p, e))?;
         serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::internal(format!("{}: {e}", p.display())))
+            .map_err(|e| ServiceError::internal(format!("{}: {e}", p.display())))
     }
 
     /// Opens the collection in `dir`, recovering every engine and replaying the journal.
-    pub fn open(dir: &Path, name: &str) -> ApiResult<Self> {
+    pub fn open(dir: &Path, name: &str) -> ServiceResult<Self> {
         let params = Self::read_params(dir)?;
         let journaled = params.vectors.len() > 1;
         let mut engines = Vec::with_capacity(params.vectors.len());
         for (i, vname) in params.vectors.keys().enumerate() {
             let mut cfg = params
                 .engine_config(vname)
-                .ok_or_else(|| ApiError::internal("vector params vanished"))?;
+                .ok_or_else(|| ServiceError::internal("vector params vanished"))?;
             if journaled {
                 cfg.sync = JOURNALED_ENGINE_SYNC;
             }
@@ -66,7 +66,7 @@ impl PointsCollection {
             for (seq, bytes) in pending {
                 let ops = decode_ops(&bytes)?;
                 if ops.len() != engines.len() {
-                    return Err(ApiError::internal(format!(
+                    return Err(ServiceError::internal(format!(
                         "journal record {seq} has {} operations for {} vectors",
                         ops.len(),
                         engines.len()
