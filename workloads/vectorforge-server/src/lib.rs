@@ -14,4 +14,5 @@ pub mod params;
 pub mod registry;
 pub mod rest;
 pub mod server;
+pub mod service;
 pub mod store;

@@ -11,11 +11,9 @@ use vectorforge::{
 use super::pb;
 use crate::error::{ServiceError, ServiceResult};
 use crate::params::{CollectionParams, DEFAULT_VECTOR, HnswDiff, VectorParams};
-use crate::rest::Defaults;
+use crate::service::{Defaults, Search, Target};
 use crate::store::{Info, NamedPoint, PointOut, VectorOut, VectorSelection};
 
-/// Most results one search may ask for (limit + offset), as over REST.
-pub const MAX_RESULTS: usize = 100_000;
 /// `limit` when a request leaves it 0.
 const DEFAULT_LIMIT: usize = 10;
 
@@ -150,40 +148,22 @@ pub fn selection(with_vectors: bool, names: Vec<String>) -> VectorSelection {
     }
 }
 
-/// One search, ready for [`crate::store::PointsCollection::search`].
-#[derive(Clone, Debug)]
-pub struct Query {
-    pub using: String,
-    pub req: SearchRequest,
-    pub vectors: VectorSelection,
-}
-
-pub fn query(r: pb::SearchRequest) -> ServiceResult<Query> {
+/// A search request as the service's search (its limits are the service's to check).
+pub fn query(r: pb::SearchRequest) -> ServiceResult<Search> {
     let limit = match size(r.limit, "limit")? {
         0 => DEFAULT_LIMIT,
         n => n,
     };
     let offset = size(r.offset, "offset")?;
-    if limit.saturating_add(offset) > MAX_RESULTS {
-        return Err(bad(format!("limit + offset must not exceed {MAX_RESULTS}")));
-    }
-    let ef = match r.hnsw_ef {
-        None => None,
-        Some(e) if (1..=MAX_RESULTS as u64).contains(&e) => Some(e as usize),
-        Some(e) => return Err(bad(format!("hnsw_ef: {e} is not in 1..={MAX_RESULTS}"))),
-    };
+    let ef = r.hnsw_ef.map(|e| size(e, "hnsw_ef")).transpose()?;
     if r.vector.is_empty() {
         return Err(bad("vector: a query vector is required".to_string()));
     }
-    if let Some(t) = r.score_threshold
-        && !t.is_finite()
-    {
-        return Err(bad(format!("score_threshold: {t} is not a finite number")));
-    }
-    Ok(Query {
+    Ok(Search {
+        target: Target::Vector(r.vector),
         using: r.using,
         req: SearchRequest {
-            vector: r.vector,
+            vector: Vec::new(),
             filter: filter(&r.filter_json)?,
             limit,
             offset,
@@ -469,31 +449,20 @@ mod tests {
         })
         .unwrap();
         assert_eq!(q.req.limit, 10);
-        for bad in [
-            pb::SearchRequest {
-                ..Default::default()
-            },
-            pb::SearchRequest {
-                vector: vec![1.0],
-                limit: 200_000,
-                ..Default::default()
-            },
-            pb::SearchRequest {
-                vector: vec![1.0],
-                hnsw_ef: Some(0),
-                ..Default::default()
-            },
-            pb::SearchRequest {
-                vector: vec![1.0],
-                score_threshold: Some(f32::NAN),
-                ..Default::default()
-            },
-        ] {
-            assert!(
-                matches!(query(bad.clone()).unwrap_err(), ServiceError::Invalid(_)),
-                "{bad:?}"
-            );
-        }
+        // a query needs a vector; limits (limit + offset, hnsw_ef, score_threshold) are
+        // the collection service's, checked there for REST and gRPC alike
+        assert!(matches!(
+            query(pb::SearchRequest::default()).unwrap_err(),
+            ServiceError::Invalid(_)
+        ));
+        let big = query(pb::SearchRequest {
+            vector: vec![1.0],
+            limit: 200_000,
+            hnsw_ef: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((big.req.limit, big.req.ef), (200_000, Some(0)));
     }
 
     #[test]

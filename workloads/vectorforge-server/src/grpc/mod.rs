@@ -1,7 +1,8 @@
 //! gRPC API (port 6334): ModelHub's vector API `modelhub.vectorforge.v1.VectorService`
 //! (proto/vectorforge.proto) and the `grpc.health.v1` health service.
 //!
-//! The vector service shares the REST API's registry, limits and API key: with a key
+//! The vector service calls the same collection service as REST and shares its
+//! limits and API key: with a key
 //! configured, every vector call must carry `api-key` or `authorization: Bearer`
 //! metadata (checked by an interceptor before the request body is decoded); health
 //! stays open. Messages larger than the REST body limit are refused (OUT_OF_RANGE).
@@ -21,7 +22,7 @@ use tonic_health::server::HealthReporter;
 use crate::auth::ApiKey;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
-use crate::rest::AppState;
+use crate::service::CollectionService;
 
 /// Generated protocol types, server and client.
 #[allow(clippy::all, missing_docs)]
@@ -55,6 +56,18 @@ impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Self {
         status_of(e)
     }
+}
+
+/// What the gRPC API needs: the collection service plus its own settings.
+#[derive(Clone)]
+pub struct GrpcState {
+    pub service: CollectionService,
+    pub metrics: Arc<Metrics>,
+    pub api_key: Option<Arc<ApiKey>>,
+    /// Deadline of a unary call.
+    pub request_timeout: Duration,
+    /// Largest request message (the REST body limit).
+    pub max_message_bytes: usize,
 }
 
 /// Rejects vector-service calls without the configured API key.
@@ -95,13 +108,13 @@ fn report_shutdown(reporter: HealthReporter) {
 }
 
 /// Every gRPC service of the server.
-pub fn routes(st: AppState) -> Routes {
+pub fn routes(st: GrpcState) -> Routes {
     let (reporter, health) = tonic_health::server::health_reporter();
     // "" starts SERVING; the fresh reporter's lock is free, so this completes at once
     futures::executor::block_on(reporter.set_service_status(SERVICE_NAME, ServingStatus::Serving));
     report_shutdown(reporter);
     let api = pb::vector_service_server::VectorServiceServer::new(VectorApi::new(st.clone()))
-        .max_decoding_message_size(st.max_body_bytes);
+        .max_decoding_message_size(st.max_message_bytes);
     let auth = Auth {
         key: st.api_key.clone(),
         metrics: st.metrics.clone(),

@@ -7,15 +7,16 @@ use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 use vectorforge::{HnswConfig, PayloadSchemaType, SyncPolicy};
 
-use super::{AppState, Body, Reply, blocking, reply, update_result};
+use super::{AppState, Body, Reply, reply, update_result};
 use crate::error::{ServiceError, ServiceResult};
 use crate::params::{CollectionParams, HnswDiff, parse_vectors};
+use crate::service::Description;
 use crate::store::Write;
 
 pub async fn list(State(st): State<AppState>) -> ServiceResult<Reply> {
     let names: Vec<Value> = st
-        .registry
-        .names()
+        .service
+        .list()
         .into_iter()
         .map(|n| json!({"name": n}))
         .collect();
@@ -23,13 +24,15 @@ pub async fn list(State(st): State<AppState>) -> ServiceResult<Reply> {
 }
 
 pub async fn exists(State(st): State<AppState>, Path(name): Path<String>) -> ServiceResult<Reply> {
-    reply(json!({"exists": st.registry.exists(&name)}))
+    reply(json!({"exists": st.service.exists(&name)}))
 }
 
 pub async fn get_one(State(st): State<AppState>, Path(name): Path<String>) -> ServiceResult<Reply> {
-    let c = st.registry.get(&name)?;
-    let (info, schema, p) =
-        blocking(move || Ok((c.info(), c.payload_schema(), c.params()))).await?;
+    let Description {
+        info,
+        payload_schema: schema,
+        params: p,
+    } = st.service.describe(&name).await?;
     let mut optimizer = json!({
         "deleted_threshold": 0.2,
         "vacuum_min_vector_number": 1000,
@@ -158,9 +161,9 @@ pub async fn create(
     Path(name): Path<String>,
     Body(body): Body<Value>,
 ) -> ServiceResult<Reply> {
-    let params = params_from(&body, st.defaults.sync, &st.defaults.hnsw)?;
-    let reg = st.registry.clone();
-    blocking(move || reg.create(&name, params).map(drop)).await?;
+    let d = st.service.defaults();
+    let params = params_from(&body, d.sync, &d.hnsw)?;
+    st.service.create(name, params).await?;
     reply(true)
 }
 
@@ -169,7 +172,7 @@ pub async fn update(
     Path(name): Path<String>,
     Body(body): Body<Value>,
 ) -> ServiceResult<Reply> {
-    let c = st.registry.get(&name)?;
+    st.service.require(&name)?;
     unsupported(
         &body,
         "vectors",
@@ -192,8 +195,8 @@ pub async fn update(
     )?;
     let optimizers = object_field(&body, "optimizers_config")?;
     let metadata = object_field(&body, "metadata")?;
-    blocking(move || {
-        c.update_params(|p| {
+    st.service
+        .update_params(&name, |p| {
             if let Some(o) = optimizers {
                 let mut cur = match p.optimizers_config.take() {
                     Some(Value::Object(m)) => m,
@@ -207,14 +210,12 @@ pub async fn update(
             }
             Ok(())
         })
-    })
-    .await?;
+        .await?;
     reply(true)
 }
 
 pub async fn delete(State(st): State<AppState>, Path(name): Path<String>) -> ServiceResult<Reply> {
-    let reg = st.registry.clone();
-    let existed = blocking(move || reg.delete(&name)).await?;
+    let existed = st.service.delete(name).await?;
     reply(existed)
 }
 
@@ -229,7 +230,7 @@ pub async fn create_index(
     Query(q): Query<HashMap<String, String>>,
     Body(body): Body<Value>,
 ) -> ServiceResult<Reply> {
-    let c = st.registry.get(&name)?;
+    st.service.require(&name)?;
     let key = body
         .get("field_name")
         .and_then(Value::as_str)
@@ -241,7 +242,10 @@ pub async fn create_index(
         .ok_or_else(|| ServiceError::invalid("Wrong input: field_schema is required (keyword, integer, float, bool, datetime or uuid)"))?;
     let kind = PayloadSchemaType::from_json(schema)
         .map_err(|e| ServiceError::invalid(format!("Wrong input: {e}")))?;
-    let seq = blocking(move || c.write(Write::CreateIndex { key, kind })).await?;
+    let seq = st
+        .service
+        .write(&name, Write::CreateIndex { key, kind })
+        .await?;
     reply(update_result(seq, wait_param(&q)))
 }
 
@@ -250,8 +254,10 @@ pub async fn delete_index(
     Path((name, field)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ServiceResult<Reply> {
-    let c = st.registry.get(&name)?;
-    let seq = blocking(move || c.write(Write::DropIndex { key: field })).await?;
+    let seq = st
+        .service
+        .write(&name, Write::DropIndex { key: field })
+        .await?;
     reply(update_result(seq, wait_param(&q)))
 }
 

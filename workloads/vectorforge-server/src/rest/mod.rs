@@ -28,15 +28,15 @@ use tracing::Instrument as _;
 use crate::auth::ApiKey;
 use crate::error::{ServiceError, ServiceResult};
 use crate::metrics::Metrics;
-use crate::registry::Registry;
+use crate::service::CollectionService;
 
 /// The Qdrant version this server answers as (the client checks major.minor).
 pub const QDRANT_COMPAT_VERSION: &str = "1.19.0";
 
-/// Everything a handler needs.
+/// Everything a handler needs: the collection service plus HTTP settings.
 #[derive(Clone)]
 pub struct AppState {
-    pub registry: Arc<Registry>,
+    pub service: CollectionService,
     pub metrics: Arc<Metrics>,
     pub api_key: Option<Arc<ApiKey>>,
     pub ready: Arc<AtomicBool>,
@@ -44,14 +44,6 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Largest snapshot upload (archives are far bigger than API requests).
     pub max_upload_bytes: usize,
-    pub defaults: Arc<Defaults>,
-}
-
-/// Settings of collections created over the API.
-#[derive(Clone, Debug)]
-pub struct Defaults {
-    pub sync: vectorforge::SyncPolicy,
-    pub hnsw: vectorforge::HnswConfig,
 }
 
 tokio::task_local! {
@@ -160,15 +152,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
-/// Runs blocking engine work off the async threads.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> ServiceResult<T> + Send + 'static,
-) -> ServiceResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ServiceError::internal(format!("worker failed: {e}")))?
-}
-
 async fn root() -> Json<Value> {
     Json(json!({
         "title": "vectorforge - ModelHub vector search engine (Qdrant-compatible API)",
@@ -194,7 +177,7 @@ async fn readyz(State(st): State<AppState>) -> Response {
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
-    st.metrics.observe_collections(&st.registry);
+    st.metrics.observe_collections(st.service.registry());
     (
         [(
             header::CONTENT_TYPE,

@@ -9,8 +9,9 @@ use vectorforge::{Payload, PointId};
 
 use super::collections::wait_param;
 use super::models::{self, PayloadSelector};
-use super::{AppState, Body, Reply, blocking, reply, update_result};
+use super::{AppState, Body, Reply, reply, update_result};
 use crate::error::{ServiceError, ServiceResult};
+use crate::service::Scroll;
 use crate::store::{NamedPoint, Selector, VectorSelection, Write};
 
 type Q = Query<HashMap<String, String>>;
@@ -119,8 +120,7 @@ async fn write(
     q: &HashMap<String, String>,
     w: Write,
 ) -> ServiceResult<Reply> {
-    let c = st.registry.get(name)?;
-    let seq = blocking(move || c.write(w)).await?;
+    let seq = st.service.write(name, w).await?;
     reply(update_result(seq, wait_param(q)))
 }
 
@@ -130,7 +130,7 @@ pub async fn upsert(
     Query(q): Q,
     Body(body): Body<Value>,
 ) -> ServiceResult<Reply> {
-    st.registry.get(&name)?;
+    st.service.require(&name)?;
     let points = upsert_points(&body)?;
     write(&st, &name, &q, Write::Upsert(points)).await
 }
@@ -226,7 +226,7 @@ pub async fn get_many(
     Path(name): Path<String>,
     Body(body): Body<Value>,
 ) -> ServiceResult<Reply> {
-    let c = st.registry.get(&name)?;
+    st.service.require(&name)?;
     let ids =
         models::point_ids(body.get("ids").and_then(Value::as_array).ok_or_else(|| {
             ServiceError::invalid("Wrong input: ids: expected a list of point ids")
@@ -234,7 +234,7 @@ pub async fn get_many(
     let sel = PayloadSelector::parse(body.get("with_payload"), true)?;
     let vectors = models::vector_selection(body.get("with_vector").or(body.get("with_vectors")))?;
     let wp = sel.wanted();
-    let points = blocking(move || c.retrieve(&ids, wp, &vectors)).await?;
+    let points = st.service.retrieve(&name, ids, wp, vectors).await?;
     reply(
         points
             .into_iter()
@@ -247,9 +247,11 @@ pub async fn get_one(
     State(st): State<AppState>,
     Path((name, id)): Path<(String, String)>,
 ) -> ServiceResult<Reply> {
-    let c = st.registry.get(&name)?;
     let id: PointId = models::point_id_str(&id)?;
-    let mut points = blocking(move || c.retrieve(&[id], true, &VectorSelection::All)).await?;
+    let mut points = st
+        .service
+        .retrieve(&name, vec![id], true, VectorSelection::All)
+        .await?;
     match points.pop() {
         Some(p) => reply(models::record_json(p, &PayloadSelector::All)),
         None => Err(ServiceError::not_found(format!(
@@ -263,7 +265,7 @@ pub async fn scroll(
     Path(name): Path<String>,
     Body(body): Body<Value>,
 ) -> ServiceResult<Reply> {
-    let c = st.registry.get(&name)?;
+    st.service.require(&name)?;
     if body.get("order_by").is_some_and(|v| !v.is_null()) {
         return Err(ServiceError::invalid(
             "Wrong input: order_by is not supported; scroll is ordered by point id",
@@ -286,8 +288,14 @@ pub async fn scroll(
     };
     let sel = PayloadSelector::parse(body.get("with_payload"), true)?;
     let vectors = models::vector_selection(body.get("with_vector").or(body.get("with_vectors")))?;
-    let wp = sel.wanted();
-    let (points, next) = blocking(move || c.scroll(filter, limit, offset, wp, &vectors)).await?;
+    let scroll = Scroll {
+        filter,
+        limit,
+        offset,
+        with_payload: sel.wanted(),
+        vectors,
+    };
+    let (points, next) = st.service.scroll(&name, scroll).await?;
     reply(json!({
         "points": points.into_iter().map(|p| models::record_json(p, &sel)).collect::<Vec<_>>(),
         "next_page_offset": next.as_ref().map(models::id_json),
@@ -299,9 +307,9 @@ pub async fn count(
     Path(name): Path<String>,
     Body(body): Body<Value>,
 ) -> ServiceResult<Reply> {
-    let c = st.registry.get(&name)?;
+    st.service.require(&name)?;
     let filter = models::filter(body.get("filter"))?;
-    let n = blocking(move || Ok(c.count(filter.as_ref()))).await?;
+    let n = st.service.count(&name, filter).await?;
     reply(json!({"count": n}))
 }
 

@@ -2,37 +2,21 @@
 //! point, in any named vector space) and its batch form, plus the legacy
 //! `points/search` and `points/search/batch`.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
-use vectorforge::{PointId, SearchRequest};
+use vectorforge::SearchRequest;
 
 use super::models::{self, PayloadSelector};
-use super::{AppState, Body, Reply, blocking, reply};
+use super::{AppState, Body, Reply, reply};
 use crate::error::{ServiceError, ServiceResult};
-use crate::store::{PointOut, PointsCollection, VectorSelection};
+use crate::service::{Search, Target};
+use crate::store::PointOut;
 
-/// Most results one search may ask for (limit + offset).
-const MAX_RESULTS: usize = 100_000;
-
-/// What to search near.
-#[derive(Clone, Debug, PartialEq)]
-enum Target {
-    Vector(Vec<f32>),
-    Point(PointId),
-    /// No query: points in id order (Qdrant returns them unscored).
-    None,
-}
-
-/// One search, parsed from either request shape.
+/// One search as REST asks for it: the service's search plus which payload keys to show.
 #[derive(Clone, Debug)]
 struct Plan {
-    target: Target,
-    using: String,
-    req: SearchRequest,
+    search: Search,
     payload: PayloadSelector,
-    vectors: VectorSelection,
 }
 
 fn usize_field(body: &Value, field: &str, default: usize) -> ServiceResult<usize> {
@@ -66,21 +50,15 @@ fn common(
         })?,
     };
     let offset = usize_field(body, "offset", 0)?;
-    if limit.saturating_add(offset) > MAX_RESULTS {
-        return Err(ServiceError::invalid(format!(
-            "Wrong input: limit + offset must not exceed {MAX_RESULTS}"
-        )));
-    }
     let params = body.get("params").filter(|p| !p.is_null());
     let ef = match params.and_then(|p| p.get("hnsw_ef")) {
         None | Some(Value::Null) => None,
         Some(v) => Some(
             v.as_u64()
                 .and_then(|n| usize::try_from(n).ok())
-                .filter(|n| (1..=MAX_RESULTS).contains(n))
                 .ok_or_else(|| {
                     ServiceError::invalid(
-                        "Wrong input: params.hnsw_ef: expected an integer in 1..=100000",
+                        "Wrong input: params.hnsw_ef: expected a positive integer",
                     )
                 })?,
         ),
@@ -98,21 +76,23 @@ fn common(
     let payload = PayloadSelector::parse(body.get("with_payload"), false)?;
     let vectors = models::vector_selection(body.get("with_vector").or(body.get("with_vectors")))?;
     Ok(Plan {
-        target,
-        using,
-        req: SearchRequest {
-            vector: Vec::new(),
-            filter: models::filter(body.get("filter"))?,
-            limit,
-            offset,
-            ef,
-            exact,
-            score_threshold,
-            with_payload: payload.wanted(),
-            with_vector: false,
+        search: Search {
+            target,
+            using,
+            req: SearchRequest {
+                vector: Vec::new(),
+                filter: models::filter(body.get("filter"))?,
+                limit,
+                offset,
+                ef,
+                exact,
+                score_threshold,
+                with_payload: payload.wanted(),
+                with_vector: false,
+            },
+            vectors,
         },
         payload,
-        vectors,
     })
 }
 
@@ -178,73 +158,18 @@ fn query_plan(body: &Value) -> ServiceResult<Plan> {
     common(body, target, using, Some(10))
 }
 
-/// Runs one plan against a collection (blocking).
-fn run(c: &PointsCollection, mut plan: Plan) -> ServiceResult<Vec<PointOut>> {
-    // the target moves into the request (a query vector is not copied)
-    let exclude = match std::mem::replace(&mut plan.target, Target::None) {
-        Target::Vector(v) => {
-            plan.req.vector = v;
-            None
-        }
-        Target::Point(id) => {
-            let engine = c.engine(&plan.using)?;
-            let rec = engine
-                .retrieve(&[id], false, true)
-                .pop()
-                .and_then(|r| r.vector)
-                .ok_or_else(|| {
-                    ServiceError::not_found(format!("Not found: No point with id {id} found"))
-                })?;
-            plan.req.vector = rec;
-            plan.req.limit = plan.req.limit.saturating_add(1);
-            Some(id)
-        }
-        Target::None => {
-            // no query: points in id order, like scroll (offset counts points)
-            let take = plan.req.offset.saturating_add(plan.req.limit);
-            let (points, _) = c.scroll(
-                plan.req.filter.clone(),
-                take.max(1),
-                None,
-                plan.req.with_payload,
-                &plan.vectors,
-            )?;
-            return Ok(points
-                .into_iter()
-                .skip(plan.req.offset)
-                .take(plan.req.limit)
-                .map(|p| PointOut {
-                    score: Some(0.0),
-                    ..p
-                })
-                .collect());
-        }
-    };
-    let limit = plan.req.limit;
-    let mut hits = c.search(&plan.using, plan.req, &plan.vectors)?;
-    if let Some(id) = exclude {
-        hits.retain(|h| h.id != id);
-        hits.truncate(limit.saturating_sub(1));
-    }
-    Ok(hits)
-}
-
 async fn run_all(
     st: &AppState,
     name: &str,
     plans: Vec<Plan>,
 ) -> ServiceResult<Vec<(Vec<PointOut>, PayloadSelector)>> {
-    let c: Arc<PointsCollection> = st.registry.get(name)?;
-    blocking(move || {
-        plans
-            .into_iter()
-            .map(|p| {
-                let sel = p.payload.clone();
-                run(&c, p).map(|hits| (hits, sel))
-            })
-            .collect()
-    })
-    .await
+    let (searches, selectors): (Vec<Search>, Vec<PayloadSelector>) =
+        plans.into_iter().map(|p| (p.search, p.payload)).unzip();
+    let hits = match <[Search; 1]>::try_from(searches) {
+        Ok([s]) => vec![st.service.search(name, s).await?],
+        Err(searches) => st.service.search_all(name, searches).await?,
+    };
+    Ok(hits.into_iter().zip(selectors).collect())
 }
 
 fn scored(hits: Vec<PointOut>, sel: &PayloadSelector) -> Vec<Value> {
@@ -318,21 +243,27 @@ pub async fn query_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vectorforge::PointId;
 
     #[test]
     fn query_shapes_parse() {
         let p = query_plan(&json!({"query": [1, 2], "using": "t", "limit": 3, "params": {"hnsw_ef": 64, "exact": true}})).unwrap();
-        assert_eq!(p.target, Target::Vector(vec![1.0, 2.0]));
+        assert_eq!(p.search.target, Target::Vector(vec![1.0, 2.0]));
         assert_eq!(
-            (p.using.as_str(), p.req.limit, p.req.ef, p.req.exact),
+            (
+                p.search.using.as_str(),
+                p.search.req.limit,
+                p.search.req.ef,
+                p.search.req.exact
+            ),
             ("t", 3, Some(64), true)
         );
         let p = query_plan(&json!({"query": {"nearest": 5}})).unwrap();
         assert_eq!(
-            (p.target, p.req.limit),
+            (p.search.target, p.search.req.limit),
             (Target::Point(PointId::Num(5)), 10)
         );
-        assert_eq!(query_plan(&json!({})).unwrap().target, Target::None);
+        assert_eq!(query_plan(&json!({})).unwrap().search.target, Target::None);
         let e = query_plan(&json!({"query": {"recommend": {"positive": [1]}}})).unwrap_err();
         assert!(e.to_string().contains("recommend"), "{}", e.to_string());
         assert!(query_plan(&json!({"query": [1], "prefetch": [{"query": [1]}]})).is_err());
@@ -342,8 +273,10 @@ mod tests {
     fn legacy_search_needs_a_limit_and_accepts_named_vectors() {
         let p =
             search_plan(&json!({"vector": {"name": "img", "vector": [1, 0]}, "limit": 2})).unwrap();
-        assert_eq!(p.using, "img");
+        assert_eq!(p.search.using, "img");
         assert!(search_plan(&json!({"vector": [1, 0]})).is_err());
-        assert!(search_plan(&json!({"vector": [1, 0], "limit": 200000})).is_err());
+        // limits are the service's (one rule for REST and gRPC), not the parser's
+        let big = search_plan(&json!({"vector": [1, 0], "limit": 200000})).unwrap();
+        assert_eq!(big.search.req.limit, 200_000);
     }
 }

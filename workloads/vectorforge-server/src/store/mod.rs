@@ -23,6 +23,7 @@ mod types;
 pub use archive::unpack_archive;
 pub(crate) use files::io;
 pub use files::{dir_size, write_atomic};
+pub use pipeline::Prepared;
 pub use types::{Info, NamedPoint, PointOut, Selector, VectorOut, VectorSelection, Write};
 
 use std::path::{Path, PathBuf};

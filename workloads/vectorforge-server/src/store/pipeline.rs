@@ -13,6 +13,13 @@ use super::journal::encode_ops;
 use super::{PointOut, PointsCollection, Selector, VectorOut, VectorSelection, Write};
 use crate::error::{ServiceError, ServiceResult};
 
+/// A write checked by every engine of a collection and ready for its log: one
+/// validated engine operation per vector space.
+#[derive(Debug)]
+pub struct Prepared {
+    ops: Vec<Operation>,
+}
+
 impl PointsCollection {
     /// Ids a selector stands for (a filter is resolved against the current state).
     fn resolve(&self, sel: Selector) -> Vec<PointId> {
@@ -114,31 +121,45 @@ impl PointsCollection {
         }
     }
 
-    /// Applies a write to every engine; returns its sequence number (Qdrant's operation_id).
-    /// Blocks on disk I/O: call it from a blocking thread.
-    pub fn write(&self, w: Write) -> ServiceResult<u64> {
+    /// Resolves a write's selectors against the current state and checks it with every
+    /// engine: nothing is applied, and a write that prepares is one that the engines
+    /// take. A filter is resolved here, before the log, as it will be with Raft: a
+    /// concurrent write may land between this and [`PointsCollection::commit`].
+    /// Blocks: call it from a blocking thread.
+    pub fn prepare(&self, w: Write) -> ServiceResult<Prepared> {
+        Ok(Prepared {
+            ops: self.split(w)?,
+        })
+    }
+
+    /// Logs a prepared write and applies it to every engine; returns its index
+    /// (Qdrant's operation_id). Blocks on disk I/O: call it from a blocking thread.
+    pub fn commit(&self, p: Prepared) -> ServiceResult<u64> {
         let Some(journal) = &self.journal else {
-            let ops = self.split(w)?;
             let mut seq = 0;
-            for op in ops {
+            for op in p.ops {
                 seq = self.primary().submit(op)?;
             }
             return Ok(seq);
         };
-        // Several engines: resolve, journal and apply under one lock so that every
-        // engine sees the same operations in the same order.
-        // The journal record is the commit point: it is on disk before any engine
-        // applies it (whatever the sync policy), so no engine can get ahead of it.
+        // Several engines: journal and apply under one lock so that every engine sees
+        // the same operations in the same order. The journal record is the commit
+        // point: it is on disk before any engine applies it (whatever the sync
+        // policy), so no engine can get ahead of it.
         let mut last = self.writer.lock();
-        let ops = self.split(w)?;
         let seq = *last + 1;
-        journal.append(seq, &encode_ops(&ops)?)?;
+        journal.append(seq, &encode_ops(&p.ops)?)?;
         journal.sync_upto(seq)?;
         *last = seq;
-        for ((_, e), op) in self.engines.iter().zip(ops) {
+        for ((_, e), op) in self.engines.iter().zip(p.ops) {
             e.apply_at(seq, &op)?;
         }
         Ok(seq)
+    }
+
+    /// [`PointsCollection::prepare`] then [`PointsCollection::commit`]. Blocks.
+    pub fn write(&self, w: Write) -> ServiceResult<u64> {
+        self.commit(self.prepare(w)?)
     }
 
     /// Nearest neighbours in one vector space.
