@@ -3,8 +3,10 @@
 //! Prometheus metrics, snapshots and graceful shutdown.
 //!
 //! Layout: `params` (collection settings), `store` (engines of one collection kept
-//! in step), `registry` (all collections on disk), `rest` and `grpc` (the two APIs),
-//! `server` (wiring, background maintenance, shutdown).
+//! in step), `registry` (all collections on disk), `service` (the async collection
+//! service every transport calls) with `error` (its typed error), `rest` and `grpc`
+//! (the two APIs, mapping errors to statuses), `server` (wiring, background
+//! maintenance, shutdown).
 
 pub mod auth;
 pub mod error;
