@@ -1,5 +1,6 @@
-//! Protocol messages to server types and back. Every input error is an `ServiceError` with
-//! status 400 (INVALID_ARGUMENT) that names the field and, for points, the point.
+//! Protocol messages to server types and back. Every input error is a
+//! `ServiceError::Invalid` (INVALID_ARGUMENT) that names the field and, for points,
+//! the point.
 
 use std::collections::BTreeMap;
 

@@ -11,7 +11,7 @@ pub(crate) fn engine_dir(dir: &Path, index: usize) -> PathBuf {
     dir.join("vectors").join(index.to_string())
 }
 
-/// An I/O failure on `path` as a 500.
+/// An I/O failure on `path` as an internal service error.
 pub(crate) fn io(path: &Path, e: std::io::Error) -> ServiceError {
     ServiceError::internal(format!("Service internal error: {}: {e}", path.display()))
 }
