@@ -35,8 +35,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tonic::transport::Channel;
 use vectorforge::{Collection, SearchRequest};
-use vectorforge_server::collection::{PointsCollection, unpack_archive};
 use vectorforge_server::grpc::pb::{self, vector_service_client::VectorServiceClient};
+use vectorforge_server::store::{PointsCollection, unpack_archive};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = BoxError> = std::result::Result<T, E>;

@@ -2,12 +2,13 @@
 //! REST API (6333) and ModelHub's gRPC vector API (6334), with API-key auth,
 //! Prometheus metrics, snapshots and graceful shutdown.
 //!
-//! Layout: `params` (collection settings), `collection` (engines of one collection kept
-//! in step), `registry` (all collections on disk), `rest` and `grpc` (the two APIs),
-//! `server` (wiring, background maintenance, shutdown).
+//! Layout: `params` (collection settings), `store` (engines of one collection kept
+//! in step), `registry` (all collections on disk), `service` (the async collection
+//! service every transport calls) with `error` (its typed error), `rest` and `grpc`
+//! (the two APIs, mapping errors to statuses), `server` (wiring, background
+//! maintenance, shutdown).
 
 pub mod auth;
-pub mod collection;
 pub mod error;
 pub mod grpc;
 pub mod metrics;
@@ -15,3 +16,5 @@ pub mod params;
 pub mod registry;
 pub mod rest;
 pub mod server;
+pub mod service;
+pub mod store;

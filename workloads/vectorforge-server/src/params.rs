@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vectorforge::{CollectionConfig, Distance, HnswConfig, SyncPolicy};
 
-use crate::error::ApiError;
+use crate::error::ServiceError;
 
 /// Name of the unnamed vector (Qdrant's default vector).
 pub const DEFAULT_VECTOR: &str = "";
@@ -90,16 +90,16 @@ impl CollectionParams {
     }
 
     /// Checks every vector space's engine settings.
-    pub fn validate(&self) -> Result<(), ApiError> {
+    pub fn validate(&self) -> Result<(), ServiceError> {
         if self.vectors.is_empty() {
-            return Err(ApiError::bad_request(
+            return Err(ServiceError::invalid(
                 "a collection needs at least one vector",
             ));
         }
         for name in self.vectors.keys() {
             if let Some(cfg) = self.engine_config(name) {
                 cfg.validate().map_err(|e| {
-                    ApiError::bad_request(if name.is_empty() {
+                    ServiceError::invalid(if name.is_empty() {
                         e.to_string()
                     } else {
                         format!("vector {name:?}: {e}")
@@ -139,41 +139,41 @@ impl CollectionParams {
 }
 
 /// Parses Qdrant's `Distance` (case-insensitive, as the CLI and clients spell it).
-pub fn parse_distance(s: &str) -> Result<Distance, ApiError> {
+pub fn parse_distance(s: &str) -> Result<Distance, ServiceError> {
     match s.to_ascii_lowercase().as_str() {
         "cosine" => Ok(Distance::Cosine),
         "euclid" | "euclidean" | "l2" => Ok(Distance::Euclid),
         "dot" => Ok(Distance::Dot),
         "manhattan" | "l1" => Ok(Distance::Manhattan),
-        _ => Err(ApiError::bad_request(format!(
+        _ => Err(ServiceError::invalid(format!(
             "unknown distance {s:?} (expected Cosine, Euclid, Dot or Manhattan)"
         ))),
     }
 }
 
 /// Parses one `VectorParams` object as a client sends it.
-fn parse_vector_params(v: &Value) -> Result<VectorParams, ApiError> {
+fn parse_vector_params(v: &Value) -> Result<VectorParams, ServiceError> {
     let o = v.as_object().ok_or_else(|| {
-        ApiError::bad_request("vector params must be an object with size and distance")
+        ServiceError::invalid("vector params must be an object with size and distance")
     })?;
     let size = o
         .get("size")
         .and_then(Value::as_u64)
-        .ok_or_else(|| ApiError::bad_request("vectors.size: expected a positive integer"))?;
+        .ok_or_else(|| ServiceError::invalid("vectors.size: expected a positive integer"))?;
     let distance = parse_distance(
         o.get("distance")
             .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::bad_request("vectors.distance: expected a string"))?,
+            .ok_or_else(|| ServiceError::invalid("vectors.distance: expected a string"))?,
     )?;
     let hnsw_config = match o.get("hnsw_config") {
         None | Some(Value::Null) => None,
         Some(h) => Some(
             serde_json::from_value::<HnswDiff>(h.clone())
-                .map_err(|e| ApiError::bad_request(format!("hnsw_config: {e}")))?,
+                .map_err(|e| ServiceError::invalid(format!("hnsw_config: {e}")))?,
         ),
     };
     Ok(VectorParams {
-        size: usize::try_from(size).map_err(|_| ApiError::bad_request("vectors.size too large"))?,
+        size: usize::try_from(size).map_err(|_| ServiceError::invalid("vectors.size too large"))?,
         distance,
         hnsw_config,
         on_disk: o.get("on_disk").and_then(Value::as_bool),
@@ -181,10 +181,10 @@ fn parse_vector_params(v: &Value) -> Result<VectorParams, ApiError> {
 }
 
 /// Parses Qdrant's `vectors` field of a create-collection request.
-pub fn parse_vectors(v: &Value) -> Result<BTreeMap<String, VectorParams>, ApiError> {
+pub fn parse_vectors(v: &Value) -> Result<BTreeMap<String, VectorParams>, ServiceError> {
     let o = v
         .as_object()
-        .ok_or_else(|| ApiError::bad_request("vectors: expected an object"))?;
+        .ok_or_else(|| ServiceError::invalid("vectors: expected an object"))?;
     if o.contains_key("size") {
         return Ok(BTreeMap::from([(
             DEFAULT_VECTOR.to_string(),
@@ -194,14 +194,14 @@ pub fn parse_vectors(v: &Value) -> Result<BTreeMap<String, VectorParams>, ApiErr
     let mut out = BTreeMap::new();
     for (name, p) in o {
         if name.is_empty() || name.len() > 256 {
-            return Err(ApiError::bad_request(
+            return Err(ServiceError::invalid(
                 "vector names must be 1..=256 characters",
             ));
         }
         out.insert(
             name.clone(),
             parse_vector_params(p)
-                .map_err(|e| ApiError::bad_request(format!("vectors.{name}: {}", e.message)))?,
+                .map_err(|e| ServiceError::invalid(format!("vectors.{name}: {e}")))?,
         );
     }
     Ok(out)
@@ -229,9 +229,9 @@ mod tests {
     #[test]
     fn bad_vector_params_are_rejected_with_the_field() {
         let e = parse_vectors(&json!({"size": 4, "distance": "Hamming"})).unwrap_err();
-        assert!(e.message.contains("Hamming"), "{}", e.message);
+        assert!(e.to_string().contains("Hamming"), "{}", e.to_string());
         let e = parse_vectors(&json!({"a": {"distance": "Dot"}})).unwrap_err();
-        assert!(e.message.contains("vectors.a"), "{}", e.message);
+        assert!(e.to_string().contains("vectors.a"), "{}", e.to_string());
     }
 
     #[test]

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::collection::{self, PointsCollection};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::params::CollectionParams;
+use crate::store::{self, PointsCollection};
 
 pub struct Registry {
     data_dir: PathBuf,
@@ -22,7 +22,7 @@ pub struct Registry {
 }
 
 /// Checks a collection name: it becomes a directory name and a URL path segment.
-pub fn validate_name(name: &str) -> ApiResult<()> {
+pub fn validate_name(name: &str) -> ServiceResult<()> {
     let ok = !name.is_empty()
         && name.len() <= 255
         && !name.starts_with('.')
@@ -32,7 +32,7 @@ pub fn validate_name(name: &str) -> ApiResult<()> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!(
+        Err(ServiceError::invalid(format!(
             "Validation error in path parameters: collection name {name:?} must be 1..=255 characters of [A-Za-z0-9._-] and must not start with '.'"
         )))
     }
@@ -41,15 +41,15 @@ pub fn validate_name(name: &str) -> ApiResult<()> {
 impl Registry {
     /// Opens every collection found under `data_dir` (creating the layout if needed).
     /// Blocks on disk I/O.
-    pub fn open(data_dir: &Path) -> ApiResult<Registry> {
+    pub fn open(data_dir: &Path) -> ServiceResult<Registry> {
         let root = data_dir.join("collections");
         fs::create_dir_all(&root)
-            .map_err(|e| ApiError::internal(format!("{}: {e}", root.display())))?;
+            .map_err(|e| ServiceError::internal(format!("{}: {e}", root.display())))?;
         fs::create_dir_all(data_dir.join("snapshots"))
-            .map_err(|e| ApiError::internal(format!("{}: {e}", data_dir.display())))?;
+            .map_err(|e| ServiceError::internal(format!("{}: {e}", data_dir.display())))?;
         let mut collections = BTreeMap::new();
         let entries = fs::read_dir(&root)
-            .map_err(|e| ApiError::internal(format!("{}: {e}", root.display())))?;
+            .map_err(|e| ServiceError::internal(format!("{}: {e}", root.display())))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
@@ -66,7 +66,7 @@ impl Registry {
                 continue;
             }
             let c = PointsCollection::open(&path, &name).map_err(|e| {
-                ApiError::internal(format!("cannot open collection {name}: {}", e.message))
+                ServiceError::internal(format!("cannot open collection {name}: {e}"))
             })?;
             collections.insert(name, Arc::new(c));
         }
@@ -96,12 +96,12 @@ impl Registry {
         self.data_dir.join("snapshots").join(name)
     }
 
-    pub fn get(&self, name: &str) -> ApiResult<Arc<PointsCollection>> {
+    pub fn get(&self, name: &str) -> ServiceResult<Arc<PointsCollection>> {
         self.collections
             .read()
             .get(name)
             .cloned()
-            .ok_or_else(|| ApiError::collection_not_found(name))
+            .ok_or_else(|| ServiceError::collection_not_found(name))
     }
 
     pub fn exists(&self, name: &str) -> bool {
@@ -117,12 +117,16 @@ impl Registry {
     }
 
     /// Creates a collection; 409 when it exists. Blocks on disk I/O.
-    pub fn create(&self, name: &str, params: CollectionParams) -> ApiResult<Arc<PointsCollection>> {
+    pub fn create(
+        &self,
+        name: &str,
+        params: CollectionParams,
+    ) -> ServiceResult<Arc<PointsCollection>> {
         validate_name(name)?;
         params.validate()?;
         let _ddl = self.ddl.lock();
         if self.exists(name) {
-            return Err(ApiError::conflict(format!(
+            return Err(ServiceError::already_exists(format!(
                 "Wrong input: Collection `{name}` already exists!"
             )));
         }
@@ -132,7 +136,7 @@ impl Registry {
         drop(made);
         let dir = self.dir_of(name);
         fs::rename(&tmp, &dir)
-            .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
+            .map_err(|e| ServiceError::internal(format!("{}: {e}", dir.display())))?;
         vectorforge::wal::fsync_dir(&self.data_dir.join("collections"))?;
         let c = Arc::new(PointsCollection::open(&dir, name)?);
         self.collections.write().insert(name.to_string(), c.clone());
@@ -141,7 +145,7 @@ impl Registry {
     }
 
     /// Deletes a collection and its data; false when it did not exist.
-    pub fn delete(&self, name: &str) -> ApiResult<bool> {
+    pub fn delete(&self, name: &str) -> ServiceResult<bool> {
         let _ddl = self.ddl.lock();
         let Some(c) = self.collections.write().remove(name) else {
             return Ok(false);
@@ -150,7 +154,7 @@ impl Registry {
         let trash = self.scratch("delete");
         let dir = self.dir_of(name);
         fs::rename(&dir, &trash)
-            .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
+            .map_err(|e| ServiceError::internal(format!("{}: {e}", dir.display())))?;
         vectorforge::wal::fsync_dir(&self.data_dir.join("collections"))?;
         if let Err(e) = fs::remove_dir_all(&trash) {
             tracing::warn!(path = %trash.display(), error = %e, "could not remove deleted collection files");
@@ -161,10 +165,10 @@ impl Registry {
 
     /// Replaces (or creates) collection `name` with the content of a snapshot archive.
     /// The archive is checked completely before the existing collection is touched.
-    pub fn restore(&self, name: &str, archive: &Path) -> ApiResult<Arc<PointsCollection>> {
+    pub fn restore(&self, name: &str, archive: &Path) -> ServiceResult<Arc<PointsCollection>> {
         validate_name(name)?;
         let tmp = self.scratch("restore");
-        let unpacked = collection::unpack_archive(archive, &tmp).and_then(|_| {
+        let unpacked = store::unpack_archive(archive, &tmp).and_then(|_| {
             // opening it proves the data is usable before the old collection goes
             PointsCollection::open(&tmp, name).map(drop)
         });
@@ -179,10 +183,10 @@ impl Registry {
         let trash = self.scratch("delete");
         if dir.exists() {
             fs::rename(&dir, &trash)
-                .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
+                .map_err(|e| ServiceError::internal(format!("{}: {e}", dir.display())))?;
         }
         fs::rename(&tmp, &dir)
-            .map_err(|e| ApiError::internal(format!("{}: {e}", dir.display())))?;
+            .map_err(|e| ServiceError::internal(format!("{}: {e}", dir.display())))?;
         vectorforge::wal::fsync_dir(&self.data_dir.join("collections"))?;
         let _ = fs::remove_dir_all(&trash);
         let c = Arc::new(PointsCollection::open(&dir, name)?);
@@ -224,8 +228,14 @@ mod tests {
         let r = Registry::open(tmp.path()).unwrap();
         r.create("a", params()).unwrap();
         r.create("b", params()).unwrap();
-        assert_eq!(r.create("a", params()).unwrap_err().status, 409);
-        assert_eq!(r.create("../x", params()).unwrap_err().status, 400);
+        assert!(matches!(
+            r.create("a", params()).unwrap_err(),
+            ServiceError::AlreadyExists(_)
+        ));
+        assert!(matches!(
+            r.create("../x", params()).unwrap_err(),
+            ServiceError::Invalid(_)
+        ));
         assert!(r.delete("b").unwrap());
         assert!(!r.delete("b").unwrap());
         // a leftover of an interrupted create is cleaned up
@@ -234,6 +244,6 @@ mod tests {
         let r = Registry::open(tmp.path()).unwrap();
         assert_eq!(r.names(), vec!["a".to_string()]);
         assert!(!tmp.path().join("collections/.create-x").exists());
-        assert_eq!(r.get("b").unwrap_err().status, 404);
+        assert!(matches!(r.get("b").unwrap_err(), ServiceError::NotFound(_)));
     }
 }

@@ -12,11 +12,13 @@ use anyhow::Context as _;
 use vectorforge::{HnswConfig, PayloadSchemaType, SyncPolicy};
 
 use crate::auth::ApiKey;
-use crate::collection::Write;
+use crate::grpc::GrpcState;
 use crate::metrics::Metrics;
 use crate::params::{CollectionParams, DEFAULT_VECTOR, VectorParams};
 use crate::registry::Registry;
-use crate::rest::{self, AppState, Defaults};
+use crate::rest::{self, AppState};
+use crate::service::{CollectionService, Defaults};
+use crate::store::Write;
 
 /// A collection to create at start (the operator's contract flags).
 #[derive(Clone, Debug)]
@@ -127,22 +129,33 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     }
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let ready = Arc::new(AtomicBool::new(false));
+    let service = CollectionService::new(
+        reg.clone(),
+        Defaults {
+            sync: cfg.sync,
+            hnsw: cfg.hnsw.clone(),
+        },
+    );
+    let api_key = cfg
+        .api_key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .map(|k| Arc::new(ApiKey::new(k)));
     let st = AppState {
-        registry: reg.clone(),
-        metrics,
-        api_key: cfg
-            .api_key
-            .as_deref()
-            .filter(|k| !k.is_empty())
-            .map(|k| Arc::new(ApiKey::new(k))),
+        service: service.clone(),
+        metrics: metrics.clone(),
+        api_key: api_key.clone(),
         ready: ready.clone(),
         request_timeout: cfg.request_timeout,
         max_body_bytes: cfg.max_body_bytes,
         max_upload_bytes: cfg.max_upload_bytes,
-        defaults: Arc::new(Defaults {
-            sync: cfg.sync,
-            hnsw: cfg.hnsw.clone(),
-        }),
+    };
+    let grpc_state = GrpcState {
+        service,
+        metrics,
+        api_key,
+        request_timeout: cfg.request_timeout,
+        max_message_bytes: cfg.max_body_bytes,
     };
     let http = tokio::net::TcpListener::bind(cfg.http_addr)
         .await
@@ -169,7 +182,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     let rest_srv = axum::serve(http, rest::router(st.clone()))
         .with_graceful_shutdown(wait_stop(stop_rx.clone()));
     let grpc_srv = tonic::transport::Server::builder()
-        .add_routes(crate::grpc::routes(st.clone()))
+        .add_routes(crate::grpc::routes(grpc_state))
         .serve_with_incoming_shutdown(tokio_stream_listener(grpc), wait_stop(stop_rx.clone()));
     let maint = tokio::spawn(maintenance(
         reg.clone(),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::types::PointId;
+use crate::point_id::{InvalidPointId, PointId};
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -33,8 +33,8 @@ pub enum Error {
     ZeroVector(PointId),
     #[error("duplicate point id {0} in one request")]
     DuplicatePoint(PointId),
-    #[error("invalid point id: {0}")]
-    InvalidPointId(String),
+    #[error(transparent)]
+    InvalidPointId(#[from] InvalidPointId),
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     #[error("invalid filter: {0}")]

@@ -12,6 +12,7 @@ pub mod hnsw;
 pub mod npy;
 pub mod ops;
 pub mod payload;
+pub mod point_id;
 pub mod snapshot;
 pub mod storage;
 pub mod types;
@@ -20,7 +21,9 @@ pub mod wal;
 pub use error::{Error, Result};
 pub use types::*;
 
-pub use collection::{Collection, CollectionInfo, ScrollRequest, ScrollResult, SearchRequest};
+pub use collection::{
+    Applied, Collection, CollectionInfo, ScrollRequest, ScrollResult, SearchRequest,
+};
 pub use filter::Filter;
 pub use ops::Operation;
 pub use payload::index::PayloadSchemaType;

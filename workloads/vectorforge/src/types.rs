@@ -1,69 +1,15 @@
 //! Plain data types shared by the modules: point ids, distances, points, configs.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use crate::point_id::{InvalidPointId, PointId};
 
 /// JSON object stored with a point.
 pub type Payload = serde_json::Map<String, serde_json::Value>;
 
 /// Internal dense offset of a vector in storage (and node id in the graph).
 pub type Offset = u32;
-
-/// A point id as Qdrant accepts it: an unsigned integer or a UUID string.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum PointId {
-    Num(u64),
-    Uuid(uuid::Uuid),
-}
-
-impl fmt::Debug for PointId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl fmt::Display for PointId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PointId::Num(n) => write!(f, "{n}"),
-            PointId::Uuid(u) => write!(f, "{u}"),
-        }
-    }
-}
-
-impl From<u64> for PointId {
-    fn from(n: u64) -> Self {
-        PointId::Num(n)
-    }
-}
-
-impl From<uuid::Uuid> for PointId {
-    fn from(u: uuid::Uuid) -> Self {
-        PointId::Uuid(u)
-    }
-}
-
-impl PointId {
-    /// Parses a JSON value (integer or UUID string) into a point id.
-    pub fn from_json(v: &serde_json::Value) -> Result<Self> {
-        match v {
-            serde_json::Value::Number(n) => n
-                .as_u64()
-                .map(PointId::Num)
-                .ok_or_else(|| Error::InvalidPointId(format!("{n} is not an unsigned integer"))),
-            serde_json::Value::String(s) => uuid::Uuid::parse_str(s)
-                .map(PointId::Uuid)
-                .map_err(|e| Error::InvalidPointId(format!("{s:?}: {e}"))),
-            other => Err(Error::InvalidPointId(format!(
-                "{other} is neither an integer nor a UUID"
-            ))),
-        }
-    }
-}
 
 /// Distance function of a collection (Qdrant's names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,12 +1,17 @@
-//! Write-ahead log: records framed as `[len u32][crc32c u32][seq u64][bytes]`
-//! (the CRC covers seq and bytes) in segment files named by their first
-//! sequence number. Sequence numbers increase by one. With `SyncPolicy::Always`
-//! writers wait in `sync_upto`, where one fsync covers every record written so
-//! far (group commit); with `Interval` a background thread fsyncs.
+//! Write-ahead log: segment files named by their first sequence number, each
+//! starting with an 8-byte format tag and holding records framed as
+//! `[len u32][crc32c u32][seq u64][prev u64][bytes]` (the CRC covers seq, prev
+//! and bytes). Sequence numbers increase but may skip (a replicated log's
+//! indexes do); `prev` is the sequence number of the record before, so replay
+//! accepts exactly what `append` accepted and still notices a lost record or
+//! segment. With `SyncPolicy::Always` writers wait in `sync_upto`, where one
+//! fsync covers every record written so far (group commit); with `Interval` a
+//! background thread fsyncs.
 //!
 //! Replay truncates a torn tail (an incomplete or checksum-failing last record,
 //! or zero bytes to the end of the last segment) and refuses, deleting nothing,
-//! when a damaged record is followed by more data or sits in an older segment.
+//! when a damaged record is followed by more data, sits in an older segment, or
+//! does not follow the record before it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -20,7 +25,18 @@ use parking_lot::Mutex;
 use crate::error::{Error, IoContext, Result};
 use crate::types::SyncPolicy;
 
-const HEADER: usize = 16;
+const HEADER: usize = 24;
+/// First bytes of every segment: the record format (2: records carry `prev`).
+const MAGIC: &[u8; 8] = b"VFWAL\0\0\x02";
+
+/// One replayed record.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a> {
+    pub seq: u64,
+    /// Sequence number of the record before this one (0 for the first ever).
+    pub prev: u64,
+    pub body: &'a [u8],
+}
 
 struct Inner {
     file: Arc<File>,
@@ -47,14 +63,32 @@ fn segment_name(first: u64) -> String {
     format!("{first:020}.wal")
 }
 
+/// Creates a new, empty segment (format tag written and synced) for appending.
+fn create_segment(dir: &Path, path: &Path) -> Result<File> {
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(path)
+        .at(path)?;
+    f.write_all(MAGIC).and_then(|()| f.sync_data()).at(path)?;
+    fsync_dir(dir)?;
+    Ok(f)
+}
+
+/// A last segment whose format tag never fully reached the disk (a crash right after
+/// it was created): empty, a prefix of the tag, or zeros.
+fn unwritten_segment(data: &[u8]) -> bool {
+    (data.len() < MAGIC.len() && MAGIC.starts_with(data)) || data.iter().all(|b| *b == 0)
+}
+
 impl Wal {
-    /// Opens (or creates) the log in `dir`, calling `apply(seq, bytes)` for every
-    /// valid record in order. Returns the log ready for appends after the last record.
+    /// Opens (or creates) the log in `dir`, calling `apply` for every valid record in
+    /// order. Returns the log ready for appends after the last record.
     pub fn open(
         dir: &Path,
         policy: SyncPolicy,
         segment_bytes: u64,
-        mut apply: impl FnMut(u64, &[u8]) -> Result<()>,
+        mut apply: impl FnMut(Record<'_>) -> Result<()>,
     ) -> Result<Arc<Wal>> {
         fs::create_dir_all(dir).at(dir)?;
         let mut segments: Vec<(u64, PathBuf)> = Vec::new();
@@ -71,6 +105,7 @@ impl Wal {
         }
         segments.sort();
         let mut last_seq = 0u64;
+        let mut first_record = true;
         let mut tail_size = 0u64;
         for (i, (_, path)) in segments.iter().enumerate() {
             let is_last = i + 1 == segments.len();
@@ -80,7 +115,23 @@ impl Wal {
                 offset: offset as u64,
                 reason,
             };
-            let mut pos = 0usize;
+            if !data.starts_with(MAGIC) {
+                if is_last && unwritten_segment(&data) {
+                    tracing::warn!(path = %path.display(), "rewriting a WAL segment whose header was never written");
+                    let mut f = OpenOptions::new().write(true).open(path).at(path)?;
+                    f.set_len(0)
+                        .and_then(|()| f.write_all(MAGIC))
+                        .and_then(|()| f.sync_all())
+                        .at(path)?;
+                    tail_size = MAGIC.len() as u64;
+                    continue;
+                }
+                return Err(corrupt(
+                    0,
+                    "not a WAL segment of this format (written by an older vectorforge?)".into(),
+                ));
+            }
+            let mut pos = MAGIC.len();
             while pos < data.len() {
                 let rest = &data[pos..];
                 let torn_ok = is_last;
@@ -95,6 +146,8 @@ impl Wal {
                 let mut sb = [0u8; 8];
                 sb.copy_from_slice(&rest[8..16]);
                 let seq = u64::from_le_bytes(sb);
+                sb.copy_from_slice(&rest[16..24]);
+                let prev = u64::from_le_bytes(sb);
                 if HEADER + len > rest.len() {
                     if torn_ok {
                         break;
@@ -105,7 +158,7 @@ impl Wal {
                     ));
                 }
                 let body = &rest[HEADER..HEADER + len];
-                let ok = crc32c::crc32c_append(crc32c::crc32c(&rest[8..16]), body) == crc;
+                let ok = crc32c::crc32c_append(crc32c::crc32c(&rest[8..HEADER]), body) == crc;
                 if !ok {
                     let at_end = HEADER + len == rest.len() || rest.iter().all(|b| *b == 0);
                     if torn_ok && at_end {
@@ -116,10 +169,23 @@ impl Wal {
                         "checksum mismatch with more records after it".into(),
                     ));
                 }
-                if last_seq != 0 && seq != last_seq + 1 {
-                    return Err(corrupt(pos, format!("sequence {seq} follows {last_seq}")));
+                // the first record kept may follow trimmed ones; every later one must
+                // follow the record before it
+                let chained = if first_record {
+                    prev < seq
+                } else {
+                    prev == last_seq
+                };
+                if !chained || seq <= last_seq {
+                    return Err(corrupt(
+                        pos,
+                        format!(
+                            "record {seq} follows {prev}, but the record before it is {last_seq}"
+                        ),
+                    ));
                 }
-                apply(seq, body)?;
+                first_record = false;
+                apply(Record { seq, prev, body })?;
                 last_seq = seq;
                 pos += HEADER + len;
             }
@@ -141,14 +207,9 @@ impl Wal {
             ),
             None => {
                 let p = dir.join(segment_name(1));
-                let f = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&p)
-                    .at(&p)?;
-                fsync_dir(dir)?;
+                let f = create_segment(dir, &p)?;
                 segments.push((1, p.clone()));
-                (f, p, 0)
+                (f, p, MAGIC.len() as u64)
             }
         };
         let wal = Arc::new(Wal {
@@ -178,7 +239,8 @@ impl Wal {
         self.inner.lock().last_seq
     }
 
-    /// Appends one record; `seq` must be the next sequence number or later.
+    /// Appends one record; `seq` must be after the last one (gaps are allowed and
+    /// replay accepts them).
     pub fn append(&self, seq: u64, body: &[u8]) -> Result<()> {
         let mut g = self.inner.lock();
         if seq <= g.last_seq {
@@ -190,21 +252,18 @@ impl Wal {
         if g.size >= self.segment_bytes {
             g.file.sync_data().at(&g.path)?;
             let p = self.dir.join(segment_name(seq));
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&p)
-                .at(&p)?;
-            fsync_dir(&self.dir)?;
+            let f = create_segment(&self.dir, &p)?;
             g.file = Arc::new(f);
             g.path = p.clone();
-            g.size = 0;
+            g.size = MAGIC.len() as u64;
             g.segments.push((seq, p));
         }
         let len = u32::try_from(body.len())
             .map_err(|_| Error::InvalidPayload("operation larger than 4 GiB".into()))?;
         let mut frame = Vec::with_capacity(HEADER + body.len());
-        let sb = seq.to_le_bytes();
+        let mut sb = [0u8; 16];
+        sb[..8].copy_from_slice(&seq.to_le_bytes());
+        sb[8..].copy_from_slice(&g.last_seq.to_le_bytes());
         let crc = crc32c::crc32c_append(crc32c::crc32c(&sb), body);
         frame.extend_from_slice(&len.to_le_bytes());
         frame.extend_from_slice(&crc.to_le_bytes());
@@ -275,8 +334,8 @@ mod tests {
 
     fn read_all(dir: &Path) -> Result<Vec<(u64, Vec<u8>)>> {
         let mut v = Vec::new();
-        Wal::open(dir, SyncPolicy::Always, 1 << 20, |s, b| {
-            v.push((s, b.to_vec()));
+        Wal::open(dir, SyncPolicy::Always, 1 << 20, |r| {
+            v.push((r.seq, r.body.to_vec()));
             Ok(())
         })?;
         Ok(v)
@@ -286,7 +345,7 @@ mod tests {
     fn append_replay_rotate_and_trim() {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path().join("wal");
-        let w = Wal::open(&d, SyncPolicy::Always, 4096, |_, _| Ok(())).unwrap();
+        let w = Wal::open(&d, SyncPolicy::Always, 4096, |_| Ok(())).unwrap();
         for s in 1..=100u64 {
             w.append(s, &[s as u8; 100]).unwrap();
         }
@@ -304,7 +363,7 @@ mod tests {
                 .enumerate()
                 .all(|(i, (s, b))| *s == i as u64 + 1 && b[0] == *s as u8)
         );
-        let w = Wal::open(&d, SyncPolicy::Always, 4096, |_, _| Ok(())).unwrap();
+        let w = Wal::open(&d, SyncPolicy::Always, 4096, |_| Ok(())).unwrap();
         let before = w.segment_count();
         assert!(w.remove_upto(60).unwrap() > 0);
         assert!(w.segment_count() < before);
@@ -314,7 +373,7 @@ mod tests {
     }
 
     fn one_segment(d: &Path) -> PathBuf {
-        let w = Wal::open(d, SyncPolicy::Always, 1 << 20, |_, _| Ok(())).unwrap();
+        let w = Wal::open(d, SyncPolicy::Always, 1 << 20, |_| Ok(())).unwrap();
         for s in 1..=10u64 {
             w.append(s, &[7u8; 50]).unwrap();
         }
@@ -330,7 +389,7 @@ mod tests {
         // cut the last record in half
         fs::write(&p, &full[..full.len() - 20]).unwrap();
         assert_eq!(read_all(tmp.path()).unwrap().len(), 9);
-        assert_eq!(fs::metadata(&p).unwrap().len() as usize, full.len() - 66);
+        assert_eq!(fs::metadata(&p).unwrap().len() as usize, full.len() - 74);
         // zeros appended (size grew, data never written)
         let mut z = fs::read(&p).unwrap();
         z.extend_from_slice(&[0u8; 300]);
@@ -343,7 +402,7 @@ mod tests {
         fs::write(&p, &g).unwrap();
         assert_eq!(read_all(tmp.path()).unwrap().len(), 8);
         // appends continue after the truncation point
-        let w = Wal::open(tmp.path(), SyncPolicy::Always, 1 << 20, |_, _| Ok(())).unwrap();
+        let w = Wal::open(tmp.path(), SyncPolicy::Always, 1 << 20, |_| Ok(())).unwrap();
         w.append(9, b"again").unwrap();
         drop(w);
         assert_eq!(read_all(tmp.path()).unwrap().last().unwrap().1, b"again");
@@ -354,11 +413,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let p = one_segment(tmp.path());
         let mut data = fs::read(&p).unwrap();
-        data[66 * 3 + 20] ^= 0xff;
+        data[8 + 74 * 3 + 28] ^= 0xff;
         fs::write(&p, &data).unwrap();
         let err = read_all(tmp.path()).unwrap_err();
         assert!(
-            matches!(err, Error::WalCorrupted { offset: 198, .. }),
+            matches!(err, Error::WalCorrupted { offset: 230, .. }),
             "{err}"
         );
         assert!(err.to_string().contains("checksum"));
@@ -366,9 +425,57 @@ mod tests {
     }
 
     #[test]
+    fn gaps_replay_as_appended_and_a_lost_segment_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let seqs: Vec<u64> = (1..=60u64).map(|i| i * 3 + i % 2).collect();
+        let w = Wal::open(tmp.path(), SyncPolicy::Always, 4096, |_| Ok(())).unwrap();
+        for s in &seqs {
+            w.append(*s, &[*s as u8; 200]).unwrap();
+        }
+        drop(w);
+        let got: Vec<u64> = read_all(tmp.path()).unwrap().iter().map(|r| r.0).collect();
+        assert_eq!(
+            got, seqs,
+            "replay returns exactly the appended sequence numbers"
+        );
+        // appends continue after the gap-y tail and reopen again
+        let w = Wal::open(tmp.path(), SyncPolicy::Always, 4096, |_| Ok(())).unwrap();
+        assert_eq!(w.last_seq(), *seqs.last().unwrap());
+        w.append(1000, b"later").unwrap();
+        let segs = w.inner.lock().segments.clone();
+        drop(w);
+        assert_eq!(read_all(tmp.path()).unwrap().last().unwrap().0, 1000);
+        // losing a middle segment breaks the prev chain: refused, nothing deleted
+        assert!(segs.len() > 2);
+        fs::remove_file(&segs[1].1).unwrap();
+        let err = read_all(tmp.path()).unwrap_err();
+        assert!(matches!(err, Error::WalCorrupted { .. }), "{err}");
+        assert!(segs[2].1.exists());
+    }
+
+    #[test]
+    fn a_segment_of_another_format_is_refused_and_an_unwritten_one_reset() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = one_segment(tmp.path());
+        let mut data = fs::read(&p).unwrap();
+        data[..8].copy_from_slice(&[16, 0, 0, 0, 1, 2, 3, 4]);
+        fs::write(&p, &data).unwrap();
+        let err = read_all(tmp.path()).unwrap_err();
+        assert!(err.to_string().contains("format"), "{err}");
+        assert_eq!(fs::read(&p).unwrap(), data, "nothing may be deleted");
+        // a last segment created but never written (crash before its header hit the disk)
+        fs::write(&p, [0u8; 5]).unwrap();
+        assert!(read_all(tmp.path()).unwrap().is_empty());
+        let w = Wal::open(tmp.path(), SyncPolicy::Always, 1 << 20, |_| Ok(())).unwrap();
+        w.append(4, b"x").unwrap();
+        drop(w);
+        assert_eq!(read_all(tmp.path()).unwrap(), vec![(4, b"x".to_vec())]);
+    }
+
+    #[test]
     fn group_commit_from_many_threads() {
         let tmp = tempfile::tempdir().unwrap();
-        let w = Wal::open(tmp.path(), SyncPolicy::Always, 1 << 20, |_, _| Ok(())).unwrap();
+        let w = Wal::open(tmp.path(), SyncPolicy::Always, 1 << 20, |_| Ok(())).unwrap();
         let next = Mutex::new(0u64);
         std::thread::scope(|s| {
             for _ in 0..8 {

@@ -2,18 +2,21 @@
 //! acknowledged operation; we SIGKILL it at random moments, reopen the store and
 //! check that every acknowledged point (vector and payload) is there and that no
 //! unacknowledged operation is half-applied. `VF_CRASH_ROUNDS` sets the number
-//! of rounds (default 50; `make soak-vectorforge` runs more).
+//! of rounds (default 50; `make soak-vectorforge` runs more). A child that exits or
+//! hangs before printing READY fails the test with a message that says so.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use vectorforge::{Collection, CollectionConfig, Distance, PointId};
 
 const BATCH: u64 = 10;
+/// How long a child may take to recover and print READY before the test fails.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 struct Acks {
@@ -106,24 +109,39 @@ fn sigkill_never_loses_acknowledged_writes() {
             .spawn()
             .expect("spawn child");
         let stdout = child.stdout.take().expect("child stdout");
-        let lines: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
-        let reader = {
-            let lines = lines.clone();
-            std::thread::spawn(move || {
-                for l in BufReader::new(stdout).lines() {
-                    match l {
-                        Ok(l) => lines.lock().unwrap().push(l),
-                        Err(_) => break,
+        let (tx, rx) = mpsc::channel::<String>();
+        let reader = std::thread::spawn(move || {
+            for l in BufReader::new(stdout).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        // kill at a random moment after recovery finished and ingestion started
+        let mut lines = Vec::new();
+        loop {
+            match rx.recv_timeout(READY_TIMEOUT) {
+                Ok(l) => {
+                    let ready = l.starts_with("READY");
+                    lines.push(l);
+                    if ready {
+                        break;
                     }
                 }
-            })
-        };
-        // kill at a random moment after recovery finished and ingestion started
-        let ready = std::time::Instant::now();
-        while !lines.lock().unwrap().iter().any(|l| l.starts_with("READY"))
-            && ready.elapsed() < Duration::from_secs(60)
-        {
-            std::thread::sleep(Duration::from_millis(2));
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    panic!(
+                        "round {round}: the child did not print READY within {READY_TIMEOUT:?} (recovery hung or is far too slow)"
+                    );
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = child.wait().expect("wait child");
+                    panic!(
+                        "round {round}: the child exited before READY ({status:?}); see its stderr above"
+                    );
+                }
+            }
         }
         std::thread::sleep(Duration::from_millis(rng.random_range(5..120)));
         child.kill().expect("SIGKILL child");
@@ -133,7 +151,8 @@ fn sigkill_never_loses_acknowledged_writes() {
             "child failed on its own: {status:?}"
         );
         reader.join().unwrap();
-        for l in lines.lock().unwrap().iter() {
+        lines.extend(rx.try_iter());
+        for l in &lines {
             let (kind, b) = l.split_once(' ').expect("ack line");
             let b: u64 = b.parse().expect("batch number");
             match kind {

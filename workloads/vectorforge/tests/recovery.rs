@@ -207,3 +207,73 @@ fn missing_history_is_a_recovery_error() {
         Ok(_) => panic!("opened without the history"),
     }
 }
+
+/// The state a collection answers with: (id, first component) of every point.
+fn points_of(c: &Collection) -> Vec<(PointId, f32)> {
+    let r = c.scroll(&ScrollRequest {
+        filter: None,
+        limit: usize::MAX,
+        offset: None,
+        with_payload: false,
+        with_vector: true,
+    });
+    r.points
+        .into_iter()
+        .map(|p| (p.id, p.vector.map_or(f32::NAN, |v| v[0])))
+        .collect()
+}
+
+#[test]
+fn indexes_with_gaps_from_every_write_entry_point_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collection::open(tmp.path(), cfg()).unwrap();
+    let up = |c: &Collection, i: u64| c.validate(Operation::Upsert(vec![point(i)])).unwrap();
+    // a log's indexes skip (blank and membership entries)
+    assert_eq!(c.apply_at(3, &up(&c, 1)).unwrap(), Applied::Applied);
+    assert_eq!(c.apply_at(7, &up(&c, 2)).unwrap(), Applied::Applied);
+    // submit continues after the last applied index
+    assert_eq!(c.upsert(vec![point(3)]).unwrap(), 8);
+    c.snapshot().unwrap();
+    assert_eq!(c.apply_at(40, &up(&c, 4)).unwrap(), Applied::Applied);
+    for i in 0..60 {
+        // enough records to rotate WAL segments, every one after a gap
+        let op = up(&c, 100 + i);
+        assert_eq!(c.apply_at(50 + 2 * i, &op).unwrap(), Applied::Applied);
+    }
+    c.delete(vec![PointId::Num(100)]).unwrap();
+    let last = c.last_seq();
+    let before = points_of(&c);
+    drop(c);
+    let c = Collection::open(tmp.path(), cfg()).unwrap();
+    assert_eq!(c.last_seq(), last);
+    assert_eq!(points_of(&c), before);
+    assert_eq!(c.count(None), 4 + 59);
+}
+
+#[test]
+fn a_redelivered_index_is_a_no_op() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collection::open(tmp.path(), cfg()).unwrap();
+    let op = c.validate(Operation::Upsert(vec![point(1)])).unwrap();
+    assert_eq!(c.apply_at(5, &op).unwrap(), Applied::Applied);
+    let del = c
+        .validate(Operation::Delete(vec![PointId::Num(1)]))
+        .unwrap();
+    // the same index again, and an older one, change nothing (not even with another op)
+    for index in [5, 4, 1] {
+        assert_eq!(
+            c.apply_at(index, &del).unwrap(),
+            Applied::AlreadyApplied { last: 5 }
+        );
+    }
+    assert_eq!(c.count(None), 1);
+    assert_eq!(c.last_seq(), 5);
+    drop(c);
+    // a replay after reopen (the log delivering its tail again) is a no-op as well
+    let c = Collection::open(tmp.path(), cfg()).unwrap();
+    assert_eq!(
+        c.apply_at(5, &del).unwrap(),
+        Applied::AlreadyApplied { last: 5 }
+    );
+    assert_eq!(c.count(None), 1);
+}

@@ -1,5 +1,6 @@
-//! Protocol messages to server types and back. Every input error is an `ApiError` with
-//! status 400 (INVALID_ARGUMENT) that names the field and, for points, the point.
+//! Protocol messages to server types and back. Every input error is a
+//! `ServiceError::Invalid` (INVALID_ARGUMENT) that names the field and, for points,
+//! the point.
 
 use std::collections::BTreeMap;
 
@@ -9,25 +10,23 @@ use vectorforge::{
 };
 
 use super::pb;
-use crate::collection::{Info, NamedPoint, PointOut, VectorOut, VectorSelection};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::params::{CollectionParams, DEFAULT_VECTOR, HnswDiff, VectorParams};
-use crate::rest::Defaults;
+use crate::service::{Defaults, Search, Target};
+use crate::store::{Info, NamedPoint, PointOut, VectorOut, VectorSelection};
 
-/// Most results one search may ask for (limit + offset), as over REST.
-pub const MAX_RESULTS: usize = 100_000;
 /// `limit` when a request leaves it 0.
 const DEFAULT_LIMIT: usize = 10;
 
-fn bad(message: String) -> ApiError {
-    ApiError::bad_request(format!("Wrong input: {message}"))
+fn bad(message: String) -> ServiceError {
+    ServiceError::invalid(format!("Wrong input: {message}"))
 }
 
-fn size(n: u64, what: &str) -> ApiResult<usize> {
+fn size(n: u64, what: &str) -> ServiceResult<usize> {
     usize::try_from(n).map_err(|_| bad(format!("{what}: {n} is too large")))
 }
 
-pub fn point_id(id: Option<&pb::PointId>, what: &str) -> ApiResult<PointId> {
+pub fn point_id(id: Option<&pb::PointId>, what: &str) -> ServiceResult<PointId> {
     match id.and_then(|i| i.kind.as_ref()) {
         Some(pb::point_id::Kind::Num(n)) => Ok(PointId::Num(*n)),
         Some(pb::point_id::Kind::Uuid(s)) => uuid::Uuid::parse_str(s)
@@ -37,7 +36,7 @@ pub fn point_id(id: Option<&pb::PointId>, what: &str) -> ApiResult<PointId> {
     }
 }
 
-pub fn point_ids(ids: &[pb::PointId], what: &str) -> ApiResult<Vec<PointId>> {
+pub fn point_ids(ids: &[pb::PointId], what: &str) -> ServiceResult<Vec<PointId>> {
     ids.iter()
         .enumerate()
         .map(|(i, id)| point_id(Some(id), &format!("{what}[{i}]")))
@@ -54,7 +53,7 @@ pub fn id_out(id: PointId) -> pb::PointId {
 }
 
 /// `filter_json`: empty means no filter.
-pub fn filter(text: &str) -> ApiResult<Option<Filter>> {
+pub fn filter(text: &str) -> ServiceResult<Option<Filter>> {
     if text.trim().is_empty() {
         return Ok(None);
     }
@@ -66,7 +65,7 @@ pub fn filter(text: &str) -> ApiResult<Option<Filter>> {
 }
 
 /// A JSON object field; empty means none.
-fn json_object(text: &str, what: &str) -> ApiResult<Option<Payload>> {
+fn json_object(text: &str, what: &str) -> ServiceResult<Option<Payload>> {
     if text.trim().is_empty() {
         return Ok(None);
     }
@@ -79,7 +78,7 @@ fn json_object(text: &str, what: &str) -> ApiResult<Option<Payload>> {
 
 /// A point of an upsert; `index` is its position in the message (named in errors
 /// when the point has no valid id).
-pub fn named_point(p: pb::Point, index: usize) -> ApiResult<NamedPoint> {
+pub fn named_point(p: pb::Point, index: usize) -> ServiceResult<NamedPoint> {
     let id = point_id(p.id.as_ref(), &format!("points[{index}]"))?;
     if !p.vector.is_empty() && !p.vectors.is_empty() {
         return Err(bad(format!(
@@ -150,40 +149,22 @@ pub fn selection(with_vectors: bool, names: Vec<String>) -> VectorSelection {
     }
 }
 
-/// One search, ready for [`crate::collection::PointsCollection::search`].
-#[derive(Clone, Debug)]
-pub struct Query {
-    pub using: String,
-    pub req: SearchRequest,
-    pub vectors: VectorSelection,
-}
-
-pub fn query(r: pb::SearchRequest) -> ApiResult<Query> {
+/// A search request as the service's search (its limits are the service's to check).
+pub fn query(r: pb::SearchRequest) -> ServiceResult<Search> {
     let limit = match size(r.limit, "limit")? {
         0 => DEFAULT_LIMIT,
         n => n,
     };
     let offset = size(r.offset, "offset")?;
-    if limit.saturating_add(offset) > MAX_RESULTS {
-        return Err(bad(format!("limit + offset must not exceed {MAX_RESULTS}")));
-    }
-    let ef = match r.hnsw_ef {
-        None => None,
-        Some(e) if (1..=MAX_RESULTS as u64).contains(&e) => Some(e as usize),
-        Some(e) => return Err(bad(format!("hnsw_ef: {e} is not in 1..={MAX_RESULTS}"))),
-    };
+    let ef = r.hnsw_ef.map(|e| size(e, "hnsw_ef")).transpose()?;
     if r.vector.is_empty() {
         return Err(bad("vector: a query vector is required".to_string()));
     }
-    if let Some(t) = r.score_threshold
-        && !t.is_finite()
-    {
-        return Err(bad(format!("score_threshold: {t} is not a finite number")));
-    }
-    Ok(Query {
+    Ok(Search {
+        target: Target::Vector(r.vector),
         using: r.using,
         req: SearchRequest {
-            vector: r.vector,
+            vector: Vec::new(),
             filter: filter(&r.filter_json)?,
             limit,
             offset,
@@ -197,7 +178,7 @@ pub fn query(r: pb::SearchRequest) -> ApiResult<Query> {
     })
 }
 
-pub fn distance(d: i32, what: &str) -> ApiResult<Distance> {
+pub fn distance(d: i32, what: &str) -> ServiceResult<Distance> {
     match pb::Distance::try_from(d) {
         Ok(pb::Distance::Cosine) => Ok(Distance::Cosine),
         Ok(pb::Distance::Euclid) => Ok(Distance::Euclid),
@@ -218,7 +199,7 @@ fn distance_out(d: Distance) -> pb::Distance {
     }
 }
 
-fn hnsw_diff(h: Option<&pb::HnswConfig>, what: &str) -> ApiResult<Option<HnswDiff>> {
+fn hnsw_diff(h: Option<&pb::HnswConfig>, what: &str) -> ServiceResult<Option<HnswDiff>> {
     let Some(h) = h else { return Ok(None) };
     let field =
         |v: Option<u64>, name: &str| v.map(|n| size(n, &format!("{what}.{name}"))).transpose();
@@ -248,7 +229,7 @@ fn hnsw_out(h: &HnswConfig) -> pb::HnswConfig {
     }
 }
 
-fn vector_params(v: &pb::VectorParams, what: &str) -> ApiResult<VectorParams> {
+fn vector_params(v: &pb::VectorParams, what: &str) -> ServiceResult<VectorParams> {
     Ok(VectorParams {
         size: size(v.size, &format!("{what}.size"))?,
         distance: distance(v.distance, what)?,
@@ -265,7 +246,7 @@ fn vector_params_out(v: &VectorParams) -> pb::VectorParams {
     }
 }
 
-pub fn schema_type(t: i32) -> ApiResult<PayloadSchemaType> {
+pub fn schema_type(t: i32) -> ServiceResult<PayloadSchemaType> {
     match pb::PayloadSchemaType::try_from(t) {
         Ok(pb::PayloadSchemaType::Keyword) => Ok(PayloadSchemaType::Keyword),
         Ok(pb::PayloadSchemaType::Integer) => Ok(PayloadSchemaType::Integer),
@@ -294,7 +275,7 @@ fn schema_out(t: PayloadSchemaType) -> pb::PayloadSchemaType {
 pub fn create_params(
     r: &pb::CreateCollectionRequest,
     defaults: &Defaults,
-) -> ApiResult<CollectionParams> {
+) -> ServiceResult<CollectionParams> {
     let vectors: BTreeMap<String, VectorParams> = match (&r.vector, r.named_vectors.is_empty()) {
         (Some(v), true) => {
             BTreeMap::from([(DEFAULT_VECTOR.to_string(), vector_params(v, "vector")?)])
@@ -313,7 +294,7 @@ pub fn create_params(
                     vector_params(v, &format!("named_vectors[{name:?}]"))?,
                 ))
             })
-            .collect::<ApiResult<_>>()?,
+            .collect::<ServiceResult<_>>()?,
         (Some(_), false) => {
             return Err(bad(
                 "set either `vector` or `named_vectors`, not both".to_string()
@@ -410,7 +391,7 @@ mod tests {
             3,
         )
         .unwrap_err();
-        assert!(e.message.contains("points[3]"), "{}", e.message);
+        assert!(e.to_string().contains("points[3]"), "{}", e.to_string());
         let e = named_point(
             pb::Point {
                 id: Some(num(9)),
@@ -421,7 +402,7 @@ mod tests {
             0,
         )
         .unwrap_err();
-        assert!(e.message.contains("point 9"), "{}", e.message);
+        assert!(e.to_string().contains("point 9"), "{}", e.to_string());
         let both = pb::Point {
             id: Some(num(4)),
             vector: vec![1.0],
@@ -431,13 +412,16 @@ mod tests {
         assert!(
             named_point(both, 0)
                 .unwrap_err()
-                .message
+                .to_string()
                 .contains("point 4")
         );
         let uuid = pb::PointId {
             kind: Some(pb::point_id::Kind::Uuid("nope".into())),
         };
-        assert_eq!(point_id(Some(&uuid), "ids[0]").unwrap_err().status, 400);
+        assert!(matches!(
+            point_id(Some(&uuid), "ids[0]").unwrap_err(),
+            ServiceError::Invalid(_)
+        ));
         let u = uuid::Uuid::new_v4();
         assert_eq!(
             point_id(Some(&id_out(PointId::Uuid(u))), "x").unwrap(),
@@ -456,7 +440,7 @@ mod tests {
         assert!(
             filter("{not json")
                 .unwrap_err()
-                .message
+                .to_string()
                 .contains("filter_json")
         );
         assert!(filter(r#"{"must": [{"key": "a", "bogus": 1}]}"#).is_err());
@@ -466,28 +450,20 @@ mod tests {
         })
         .unwrap();
         assert_eq!(q.req.limit, 10);
-        for bad in [
-            pb::SearchRequest {
-                ..Default::default()
-            },
-            pb::SearchRequest {
-                vector: vec![1.0],
-                limit: 200_000,
-                ..Default::default()
-            },
-            pb::SearchRequest {
-                vector: vec![1.0],
-                hnsw_ef: Some(0),
-                ..Default::default()
-            },
-            pb::SearchRequest {
-                vector: vec![1.0],
-                score_threshold: Some(f32::NAN),
-                ..Default::default()
-            },
-        ] {
-            assert_eq!(query(bad.clone()).unwrap_err().status, 400, "{bad:?}");
-        }
+        // a query needs a vector; limits (limit + offset, hnsw_ef, score_threshold) are
+        // the collection service's, checked there for REST and gRPC alike
+        assert!(matches!(
+            query(pb::SearchRequest::default()).unwrap_err(),
+            ServiceError::Invalid(_)
+        ));
+        let big = query(pb::SearchRequest {
+            vector: vec![1.0],
+            limit: 200_000,
+            hnsw_ef: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!((big.req.limit, big.req.ef), (200_000, Some(0)));
     }
 
     #[test]
@@ -533,7 +509,7 @@ mod tests {
         assert!(
             create_params(&no_distance, &d)
                 .unwrap_err()
-                .message
+                .to_string()
                 .contains("distance")
         );
     }

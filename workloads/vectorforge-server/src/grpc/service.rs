@@ -1,6 +1,6 @@
-//! `modelhub.vectorforge.v1.VectorService` over the same registry and collections as the
-//! REST API. Engine work runs on blocking threads; every call is recorded in the gRPC
-//! metrics with its final code; unary calls run under the server's request timeout.
+//! `modelhub.vectorforge.v1.VectorService`: protocol messages in, calls of the collection
+//! service (the same one REST calls), protocol messages out. Every call is recorded in
+//! the gRPC metrics with its final code; unary calls run under the request timeout.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,28 +12,25 @@ use futures::{Stream, StreamExt};
 use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{Instrument as _, Span};
 
+use super::GrpcState;
 use super::convert;
 use super::pb;
-use crate::collection::{PointsCollection, Selector, Write};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::metrics::Metrics;
-use crate::rest::{AppState, blocking};
+use crate::service::Scroll;
+use crate::store::{Selector, Write};
 
 /// The vector service; cheap to clone.
 #[derive(Clone)]
 pub struct VectorApi {
-    st: AppState,
+    st: GrpcState,
 }
 
 type BatchStream = Pin<Box<dyn Stream<Item = Result<pb::SearchBatchResult, Status>> + Send>>;
 
 impl VectorApi {
-    pub fn new(st: AppState) -> Self {
+    pub fn new(st: GrpcState) -> Self {
         VectorApi { st }
-    }
-
-    fn collection(&self, name: &str) -> ApiResult<Arc<PointsCollection>> {
-        self.st.registry.get(name)
     }
 
     /// Runs a unary call in its span, under the request timeout, and records it.
@@ -44,7 +41,7 @@ impl VectorApi {
         call: impl FnOnce(Req) -> F,
     ) -> Result<Response<T>, Status>
     where
-        F: Future<Output = ApiResult<T>>,
+        F: Future<Output = ServiceResult<T>>,
     {
         let started = Instant::now();
         let span = call_span(method, &req);
@@ -62,24 +59,27 @@ impl VectorApi {
         record(&self.st.metrics, &span, method, started, out).map(Response::new)
     }
 
-    /// Applies one message of a streaming upsert.
+    /// Applies one message of a streaming upsert; `coll` is the stream's collection,
+    /// set by its first message.
     async fn apply(
         &self,
-        coll: &mut Option<Arc<PointsCollection>>,
+        coll: &mut Option<String>,
         msg: pb::UpsertRequest,
-    ) -> ApiResult<Option<u64>> {
-        let c = match coll {
+    ) -> ServiceResult<Option<u64>> {
+        let name = match coll {
             Some(c) => {
-                if !msg.collection_name.is_empty() && msg.collection_name != c.name() {
-                    return Err(ApiError::bad_request(format!(
-                        "Wrong input: collection_name {:?}: a stream upserts into one collection ({})",
+                if !msg.collection_name.is_empty() && msg.collection_name != *c {
+                    return Err(ServiceError::invalid(format!(
+                        "Wrong input: collection_name {:?}: a stream upserts into one collection ({c})",
                         msg.collection_name,
-                        c.name()
                     )));
                 }
                 c.clone()
             }
-            None => coll.insert(self.collection(&msg.collection_name)?).clone(),
+            None => {
+                self.st.service.require(&msg.collection_name)?;
+                coll.insert(msg.collection_name.clone()).clone()
+            }
         };
         if msg.points.is_empty() {
             return Ok(None);
@@ -89,8 +89,10 @@ impl VectorApi {
             .into_iter()
             .enumerate()
             .map(|(i, p)| convert::named_point(p, i))
-            .collect::<ApiResult<Vec<_>>>()?;
-        blocking(move || c.write(Write::Upsert(points)))
+            .collect::<ServiceResult<Vec<_>>>()?;
+        self.st
+            .service
+            .write(&name, Write::Upsert(points))
             .await
             .map(Some)
     }
@@ -220,15 +222,6 @@ fn write_response(seq: u64) -> pb::WriteResponse {
     pb::WriteResponse { operation_id: seq }
 }
 
-/// Checks a query against its vector space before it runs (dimension, finite values).
-fn check_query(c: &PointsCollection, q: &convert::Query, index: usize) -> ApiResult<()> {
-    let at = |e: ApiError| ApiError::new(e.status, format!("searches[{index}]: {}", e.message));
-    let engine = c.engine(&q.using).map_err(at)?;
-    engine
-        .check_query(&q.req.vector)
-        .map_err(|e| at(ApiError::from(e)))
-}
-
 #[tonic::async_trait]
 impl pb::vector_service_server::VectorService for VectorApi {
     async fn create_collection(
@@ -236,10 +229,8 @@ impl pb::vector_service_server::VectorService for VectorApi {
         req: Request<pb::CreateCollectionRequest>,
     ) -> Result<Response<pb::CreateCollectionResponse>, Status> {
         self.unary("CreateCollection", req, |r| async move {
-            let params = convert::create_params(&r, &self.st.defaults)?;
-            let reg = self.st.registry.clone();
-            let name = r.collection_name;
-            blocking(move || reg.create(&name, params).map(drop)).await?;
+            let params = convert::create_params(&r, self.st.service.defaults())?;
+            self.st.service.create(r.collection_name, params).await?;
             Ok(pb::CreateCollectionResponse {})
         })
         .await
@@ -250,14 +241,12 @@ impl pb::vector_service_server::VectorService for VectorApi {
         req: Request<pb::GetCollectionRequest>,
     ) -> Result<Response<pb::CollectionInfo>, Status> {
         self.unary("GetCollection", req, |r| async move {
-            let c = self.collection(&r.collection_name)?;
-            let (info, schema, params) =
-                blocking(move || Ok((c.info(), c.payload_schema(), c.params()))).await?;
+            let d = self.st.service.describe(&r.collection_name).await?;
             Ok(convert::collection_info(
                 &r.collection_name,
-                info,
-                schema,
-                &params,
+                d.info,
+                d.payload_schema,
+                &d.params,
             ))
         })
         .await
@@ -269,7 +258,7 @@ impl pb::vector_service_server::VectorService for VectorApi {
     ) -> Result<Response<pb::ListCollectionsResponse>, Status> {
         self.unary("ListCollections", req, |_| async move {
             Ok(pb::ListCollectionsResponse {
-                collections: self.st.registry.names(),
+                collections: self.st.service.list(),
             })
         })
         .await
@@ -280,9 +269,7 @@ impl pb::vector_service_server::VectorService for VectorApi {
         req: Request<pb::DeleteCollectionRequest>,
     ) -> Result<Response<pb::DeleteCollectionResponse>, Status> {
         self.unary("DeleteCollection", req, |r| async move {
-            let name = r.collection_name;
-            let reg = self.st.registry.clone();
-            let deleted = blocking(move || reg.delete(&name)).await?;
+            let deleted = self.st.service.delete(r.collection_name).await?;
             Ok(pb::DeleteCollectionResponse { deleted })
         })
         .await
@@ -293,10 +280,13 @@ impl pb::vector_service_server::VectorService for VectorApi {
         req: Request<pb::CreatePayloadIndexRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
         self.unary("CreatePayloadIndex", req, |r| async move {
-            let c = self.collection(&r.collection_name)?;
+            self.st.service.require(&r.collection_name)?;
             let kind = convert::schema_type(r.field_type)?;
-            let key = r.field_name;
-            let seq = blocking(move || c.write(Write::CreateIndex { key, kind })).await?;
+            let w = Write::CreateIndex {
+                key: r.field_name,
+                kind,
+            };
+            let seq = self.st.service.write(&r.collection_name, w).await?;
             Ok(write_response(seq))
         })
         .await
@@ -307,9 +297,8 @@ impl pb::vector_service_server::VectorService for VectorApi {
         req: Request<pb::DeletePayloadIndexRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
         self.unary("DeletePayloadIndex", req, |r| async move {
-            let c = self.collection(&r.collection_name)?;
-            let key = r.field_name;
-            let seq = blocking(move || c.write(Write::DropIndex { key })).await?;
+            let w = Write::DropIndex { key: r.field_name };
+            let seq = self.st.service.write(&r.collection_name, w).await?;
             Ok(write_response(seq))
         })
         .await
@@ -320,14 +309,18 @@ impl pb::vector_service_server::VectorService for VectorApi {
         req: Request<pb::UpsertRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
         self.unary("Upsert", req, |r| async move {
-            let c = self.collection(&r.collection_name)?;
+            self.st.service.require(&r.collection_name)?;
             let points = r
                 .points
                 .into_iter()
                 .enumerate()
                 .map(|(i, p)| convert::named_point(p, i))
-                .collect::<ApiResult<Vec<_>>>()?;
-            let seq = blocking(move || c.write(Write::Upsert(points))).await?;
+                .collect::<ServiceResult<Vec<_>>>()?;
+            let seq = self
+                .st
+                .service
+                .write(&r.collection_name, Write::Upsert(points))
+                .await?;
             Ok(write_response(seq))
         })
         .await
@@ -351,22 +344,28 @@ impl pb::vector_service_server::VectorService for VectorApi {
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
         self.unary("Delete", req, |r| async move {
-            let c = self.collection(&r.collection_name)?;
+            self.st.service.require(&r.collection_name)?;
             let sel = match r.selector {
                 Some(pb::delete_request::Selector::Ids(l)) => {
                     Selector::Ids(convert::point_ids(&l.ids, "ids")?)
                 }
                 Some(pb::delete_request::Selector::FilterJson(f)) => match convert::filter(&f)? {
                     Some(f) => Selector::Filter(f),
-                    None => return Err(ApiError::bad_request("Wrong input: filter_json is empty")),
+                    None => {
+                        return Err(ServiceError::invalid("Wrong input: filter_json is empty"));
+                    }
                 },
                 None => {
-                    return Err(ApiError::bad_request(
+                    return Err(ServiceError::invalid(
                         "Wrong input: expected `ids` or `filter_json`",
                     ));
                 }
             };
-            let seq = blocking(move || c.write(Write::Delete(sel))).await?;
+            let seq = self
+                .st
+                .service
+                .write(&r.collection_name, Write::Delete(sel))
+                .await?;
             Ok(write_response(seq))
         })
         .await
@@ -377,9 +376,9 @@ impl pb::vector_service_server::VectorService for VectorApi {
         req: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
         self.unary("Search", req, |r| async move {
-            let c = self.collection(&r.collection_name)?;
-            let q = convert::query(r)?;
-            let hits = blocking(move || c.search(&q.using, q.req, &q.vectors)).await?;
+            self.st.service.require(&r.collection_name)?;
+            let name = r.collection_name.clone();
+            let hits = self.st.service.search(&name, convert::query(r)?).await?;
             Ok(pb::SearchResponse {
                 result: hits.into_iter().map(convert::scored_out).collect(),
             })
@@ -397,24 +396,21 @@ impl pb::vector_service_server::VectorService for VectorApi {
         let span = call_span("SearchBatch", &req);
         let r = req.into_inner();
         let checked = (|| {
-            let c = self.collection(&r.collection_name)?;
+            self.st.service.require(&r.collection_name)?;
             let mut queries = Vec::with_capacity(r.searches.len());
             for (i, s) in r.searches.into_iter().enumerate() {
                 if !s.collection_name.is_empty() && s.collection_name != r.collection_name {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(ServiceError::invalid(format!(
                         "Wrong input: searches[{i}]: collection_name {:?} differs from the batch's {:?}",
                         s.collection_name, r.collection_name
                     )));
                 }
-                let q = convert::query(s).map_err(|e| {
-                    ApiError::new(e.status, format!("searches[{i}]: {}", e.message))
-                })?;
-                check_query(&c, &q, i)?;
-                queries.push(q);
+                queries.push(convert::query(s).map_err(|e| e.context(&format!("searches[{i}]")))?);
             }
-            Ok((c, queries))
+            // the service checks every search before any runs
+            self.st.service.search_batch(&r.collection_name, queries)
         })();
-        let (c, queries) = match checked {
+        let results = match checked {
             Ok(x) => x,
             Err(e) => {
                 return record(
@@ -426,21 +422,13 @@ impl pb::vector_service_server::VectorService for VectorApi {
                 );
             }
         };
-        // Searches run in parallel on blocking threads; `buffered` yields them in order.
-        let parallel = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let results = futures::stream::iter(queries.into_iter().enumerate())
-            .map(move |(i, q)| {
-                let c = c.clone();
-                async move {
-                    let hits = blocking(move || c.search(&q.using, q.req, &q.vectors)).await?;
-                    Ok(pb::SearchBatchResult {
-                        index: i as u32,
-                        result: hits.into_iter().map(convert::scored_out).collect(),
-                    })
-                }
+        let results = results.enumerate().map(|(i, r)| {
+            r.map(|hits| pb::SearchBatchResult {
+                index: i as u32,
+                result: hits.into_iter().map(convert::scored_out).collect(),
             })
-            .buffered(parallel)
-            .map(|r: ApiResult<pb::SearchBatchResult>| r.map_err(Status::from));
+            .map_err(Status::from)
+        });
         Ok(Response::new(Observed {
             inner: Box::pin(results),
             metrics: self.st.metrics.clone(),
@@ -453,11 +441,14 @@ impl pb::vector_service_server::VectorService for VectorApi {
 
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         self.unary("Get", req, |r| async move {
-            let c = self.collection(&r.collection_name)?;
+            self.st.service.require(&r.collection_name)?;
             let ids = convert::point_ids(&r.ids, "ids")?;
             let vectors = convert::selection(r.with_vectors, r.vector_names);
-            let wp = r.with_payload;
-            let points = blocking(move || c.retrieve(&ids, wp, &vectors)).await?;
+            let points = self
+                .st
+                .service
+                .retrieve(&r.collection_name, ids, r.with_payload, vectors)
+                .await?;
             Ok(pb::GetResponse {
                 result: points.into_iter().map(convert::point_out).collect(),
             })
@@ -470,21 +461,22 @@ impl pb::vector_service_server::VectorService for VectorApi {
         req: Request<pb::ScrollRequest>,
     ) -> Result<Response<pb::ScrollResponse>, Status> {
         self.unary("Scroll", req, |r| async move {
-            let c = self.collection(&r.collection_name)?;
-            let filter = convert::filter(&r.filter_json)?;
-            let limit = match r.limit {
-                0 => 10,
-                n => n as usize,
+            self.st.service.require(&r.collection_name)?;
+            let scroll = Scroll {
+                filter: convert::filter(&r.filter_json)?,
+                limit: match r.limit {
+                    0 => 10,
+                    n => usize::try_from(n).unwrap_or(usize::MAX),
+                },
+                offset: r
+                    .offset
+                    .as_ref()
+                    .map(|o| convert::point_id(Some(o), "offset"))
+                    .transpose()?,
+                with_payload: r.with_payload,
+                vectors: convert::selection(r.with_vectors, r.vector_names),
             };
-            let offset = r
-                .offset
-                .as_ref()
-                .map(|o| convert::point_id(Some(o), "offset"))
-                .transpose()?;
-            let vectors = convert::selection(r.with_vectors, r.vector_names);
-            let wp = r.with_payload;
-            let (points, next) =
-                blocking(move || c.scroll(filter, limit, offset, wp, &vectors)).await?;
+            let (points, next) = self.st.service.scroll(&r.collection_name, scroll).await?;
             Ok(pb::ScrollResponse {
                 result: points.into_iter().map(convert::point_out).collect(),
                 next_page_offset: next.map(convert::id_out),
@@ -498,9 +490,9 @@ impl pb::vector_service_server::VectorService for VectorApi {
         req: Request<pb::CountRequest>,
     ) -> Result<Response<pb::CountResponse>, Status> {
         self.unary("Count", req, |r| async move {
-            let c = self.collection(&r.collection_name)?;
+            self.st.service.require(&r.collection_name)?;
             let filter = convert::filter(&r.filter_json)?;
-            let n = blocking(move || Ok(c.count(filter.as_ref()))).await?;
+            let n = self.st.service.count(&r.collection_name, filter).await?;
             Ok(pb::CountResponse { count: n as u64 })
         })
         .await

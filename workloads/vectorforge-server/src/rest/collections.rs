@@ -7,29 +7,32 @@ use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
 use vectorforge::{HnswConfig, PayloadSchemaType, SyncPolicy};
 
-use super::{AppState, Body, Reply, blocking, reply, update_result};
-use crate::collection::Write;
-use crate::error::{ApiError, ApiResult};
+use super::{AppState, Body, Reply, reply, update_result};
+use crate::error::{ServiceError, ServiceResult};
 use crate::params::{CollectionParams, HnswDiff, parse_vectors};
+use crate::service::Description;
+use crate::store::Write;
 
-pub async fn list(State(st): State<AppState>) -> ApiResult<Reply> {
+pub async fn list(State(st): State<AppState>) -> ServiceResult<Reply> {
     let names: Vec<Value> = st
-        .registry
-        .names()
+        .service
+        .list()
         .into_iter()
         .map(|n| json!({"name": n}))
         .collect();
     reply(json!({"collections": names}))
 }
 
-pub async fn exists(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Reply> {
-    reply(json!({"exists": st.registry.exists(&name)}))
+pub async fn exists(State(st): State<AppState>, Path(name): Path<String>) -> ServiceResult<Reply> {
+    reply(json!({"exists": st.service.exists(&name)}))
 }
 
-pub async fn get_one(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Reply> {
-    let c = st.registry.get(&name)?;
-    let (info, schema, p) =
-        blocking(move || Ok((c.info(), c.payload_schema(), c.params()))).await?;
+pub async fn get_one(State(st): State<AppState>, Path(name): Path<String>) -> ServiceResult<Reply> {
+    let Description {
+        info,
+        payload_schema: schema,
+        params: p,
+    } = st.service.describe(&name).await?;
     let mut optimizer = json!({
         "deleted_threshold": 0.2,
         "vacuum_min_vector_number": 1000,
@@ -80,21 +83,24 @@ pub async fn get_one(State(st): State<AppState>, Path(name): Path<String>) -> Ap
     }))
 }
 
-fn unsupported(body: &Value, field: &str, why: &str) -> ApiResult<()> {
+fn unsupported(body: &Value, field: &str, why: &str) -> ServiceResult<()> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(()),
         Some(Value::Object(o)) if o.is_empty() => Ok(()),
-        Some(_) => Err(ApiError::bad_request(format!(
+        Some(_) => Err(ServiceError::invalid(format!(
             "Wrong input: {field}: {why}"
         ))),
     }
 }
 
-fn object_field(body: &Value, field: &str) -> ApiResult<Option<serde_json::Map<String, Value>>> {
+fn object_field(
+    body: &Value,
+    field: &str,
+) -> ServiceResult<Option<serde_json::Map<String, Value>>> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(o)) => Ok(Some(o.clone())),
-        Some(other) => Err(ApiError::bad_request(format!(
+        Some(other) => Err(ServiceError::invalid(format!(
             "Wrong input: {field}: expected an object, got {other}"
         ))),
     }
@@ -105,10 +111,10 @@ fn params_from(
     body: &Value,
     default_sync: SyncPolicy,
     default_hnsw: &HnswConfig,
-) -> ApiResult<CollectionParams> {
+) -> ServiceResult<CollectionParams> {
     let vectors = parse_vectors(
         body.get("vectors")
-            .ok_or_else(|| ApiError::bad_request("Wrong input: vectors: field is required"))?,
+            .ok_or_else(|| ServiceError::invalid("Wrong input: vectors: field is required"))?,
     )?;
     unsupported(
         body,
@@ -129,7 +135,7 @@ fn params_from(
         if let Some(n) = body.get(field).and_then(Value::as_u64)
             && n > max
         {
-            return Err(ApiError::bad_request(format!(
+            return Err(ServiceError::invalid(format!(
                 "Wrong input: {field} = {n}: shards and replicas are set on the VectorCollection resource, a vectorforge server holds one"
             )));
         }
@@ -137,7 +143,7 @@ fn params_from(
     let mut hnsw = default_hnsw.clone();
     if let Some(h) = body.get("hnsw_config").filter(|v| !v.is_null()) {
         let diff: HnswDiff = serde_json::from_value(h.clone())
-            .map_err(|e| ApiError::bad_request(format!("Wrong input: hnsw_config: {e}")))?;
+            .map_err(|e| ServiceError::invalid(format!("Wrong input: hnsw_config: {e}")))?;
         diff.apply(&mut hnsw);
     }
     Ok(CollectionParams {
@@ -154,10 +160,10 @@ pub async fn create(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
-    let params = params_from(&body, st.defaults.sync, &st.defaults.hnsw)?;
-    let reg = st.registry.clone();
-    blocking(move || reg.create(&name, params).map(drop)).await?;
+) -> ServiceResult<Reply> {
+    let d = st.service.defaults();
+    let params = params_from(&body, d.sync, &d.hnsw)?;
+    st.service.create(name, params).await?;
     reply(true)
 }
 
@@ -165,8 +171,8 @@ pub async fn update(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
-    let c = st.registry.get(&name)?;
+) -> ServiceResult<Reply> {
+    st.service.require(&name)?;
     unsupported(
         &body,
         "vectors",
@@ -189,8 +195,8 @@ pub async fn update(
     )?;
     let optimizers = object_field(&body, "optimizers_config")?;
     let metadata = object_field(&body, "metadata")?;
-    blocking(move || {
-        c.update_params(|p| {
+    st.service
+        .update_params(&name, |p| {
             if let Some(o) = optimizers {
                 let mut cur = match p.optimizers_config.take() {
                     Some(Value::Object(m)) => m,
@@ -204,14 +210,12 @@ pub async fn update(
             }
             Ok(())
         })
-    })
-    .await?;
+        .await?;
     reply(true)
 }
 
-pub async fn delete(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Reply> {
-    let reg = st.registry.clone();
-    let existed = blocking(move || reg.delete(&name)).await?;
+pub async fn delete(State(st): State<AppState>, Path(name): Path<String>) -> ServiceResult<Reply> {
+    let existed = st.service.delete(name).await?;
     reply(existed)
 }
 
@@ -225,20 +229,23 @@ pub async fn create_index(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
-    let c = st.registry.get(&name)?;
+) -> ServiceResult<Reply> {
+    st.service.require(&name)?;
     let key = body
         .get("field_name")
         .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad_request("Wrong input: field_name: expected a string"))?
+        .ok_or_else(|| ServiceError::invalid("Wrong input: field_name: expected a string"))?
         .to_string();
     let schema = body
         .get("field_schema")
         .filter(|v| !v.is_null())
-        .ok_or_else(|| ApiError::bad_request("Wrong input: field_schema is required (keyword, integer, float, bool, datetime or uuid)"))?;
+        .ok_or_else(|| ServiceError::invalid("Wrong input: field_schema is required (keyword, integer, float, bool, datetime or uuid)"))?;
     let kind = PayloadSchemaType::from_json(schema)
-        .map_err(|e| ApiError::bad_request(format!("Wrong input: {e}")))?;
-    let seq = blocking(move || c.write(Write::CreateIndex { key, kind })).await?;
+        .map_err(|e| ServiceError::invalid(format!("Wrong input: {e}")))?;
+    let seq = st
+        .service
+        .write(&name, Write::CreateIndex { key, kind })
+        .await?;
     reply(update_result(seq, wait_param(&q)))
 }
 
@@ -246,9 +253,11 @@ pub async fn delete_index(
     State(st): State<AppState>,
     Path((name, field)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Reply> {
-    let c = st.registry.get(&name)?;
-    let seq = blocking(move || c.write(Write::DropIndex { key: field })).await?;
+) -> ServiceResult<Reply> {
+    let seq = st
+        .service
+        .write(&name, Write::DropIndex { key: field })
+        .await?;
     reply(update_result(seq, wait_param(&q)))
 }
 
@@ -273,11 +282,11 @@ mod tests {
             json!({"vectors": {"size": 4, "distance": "Dot"}, "shard_number": 3}),
             json!({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"scalar": {"type": "int8"}}}),
         ] {
-            assert_eq!(
-                params_from(&bad, SyncPolicy::Always, &h)
-                    .unwrap_err()
-                    .status,
-                400,
+            assert!(
+                matches!(
+                    params_from(&bad, SyncPolicy::Always, &h).unwrap_err(),
+                    ServiceError::Invalid(_)
+                ),
                 "{bad}"
             );
         }

@@ -26,17 +26,17 @@ use serde_json::{Value, json};
 use tracing::Instrument as _;
 
 use crate::auth::ApiKey;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
 use crate::metrics::Metrics;
-use crate::registry::Registry;
+use crate::service::CollectionService;
 
 /// The Qdrant version this server answers as (the client checks major.minor).
 pub const QDRANT_COMPAT_VERSION: &str = "1.19.0";
 
-/// Everything a handler needs.
+/// Everything a handler needs: the collection service plus HTTP settings.
 #[derive(Clone)]
 pub struct AppState {
-    pub registry: Arc<Registry>,
+    pub service: CollectionService,
     pub metrics: Arc<Metrics>,
     pub api_key: Option<Arc<ApiKey>>,
     pub ready: Arc<AtomicBool>,
@@ -44,14 +44,6 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Largest snapshot upload (archives are far bigger than API requests).
     pub max_upload_bytes: usize,
-    pub defaults: Arc<Defaults>,
-}
-
-/// Settings of collections created over the API.
-#[derive(Clone, Debug)]
-pub struct Defaults {
-    pub sync: vectorforge::SyncPolicy,
-    pub hnsw: vectorforge::HnswConfig,
 }
 
 tokio::task_local! {
@@ -73,6 +65,48 @@ impl IntoResponse for Reply {
     }
 }
 
+/// An error only the HTTP edge produces (auth, timeouts, body limits, unknown routes),
+/// in the same envelope as service errors.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+/// The HTTP status of a service error: the one place REST maps them.
+pub fn http_status(e: &ServiceError) -> StatusCode {
+    match e {
+        ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+        ServiceError::Invalid(_) => StatusCode::BAD_REQUEST,
+        ServiceError::AlreadyExists(_) => StatusCode::CONFLICT,
+        // 421: this node cannot answer it, another can (the message names it)
+        ServiceError::NotLeader { .. } => StatusCode::MISDIRECTED_REQUEST,
+        ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError::new(http_status(&e), e.to_string())
+    }
+}
+
+impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
@@ -86,10 +120,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-pub fn reply<T: Serialize>(v: T) -> ApiResult<Reply> {
+pub fn reply<T: Serialize>(v: T) -> ServiceResult<Reply> {
     serde_json::to_value(v)
         .map(Reply)
-        .map_err(|e| ApiError::internal(e.to_string()))
+        .map_err(|e| ServiceError::internal(e.to_string()))
 }
 
 /// A JSON body: malformed JSON and wrong shapes are 400 with serde's message, bodies over
@@ -109,19 +143,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             }
         })?;
         let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
-        serde_json::from_slice(bytes)
-            .map(Body)
-            .map_err(|e| ApiError::bad_request(format!("Format error in JSON body: {e}")))
+        serde_json::from_slice(bytes).map(Body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("Format error in JSON body: {e}"),
+            )
+        })
     }
-}
-
-/// Runs blocking engine work off the async threads.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(format!("worker failed: {e}")))?
 }
 
 async fn root() -> Json<Value> {
@@ -149,7 +177,7 @@ async fn readyz(State(st): State<AppState>) -> Response {
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
-    st.metrics.observe_collections(&st.registry);
+    st.metrics.observe_collections(st.service.registry());
     (
         [(
             header::CONTENT_TYPE,
@@ -225,7 +253,7 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
 }
 
 async fn not_found() -> ApiError {
-    ApiError::not_found("Not found: no such route")
+    ApiError::new(StatusCode::NOT_FOUND, "Not found: no such route")
 }
 
 /// The whole REST API.

@@ -7,26 +7,26 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value, json};
 use vectorforge::{Filter, Payload, PointId};
 
-use crate::collection::{PointOut, VectorOut, VectorSelection};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ServiceError, ServiceResult};
+use crate::store::{PointOut, VectorOut, VectorSelection};
 
-pub fn point_id(v: &Value) -> ApiResult<PointId> {
-    PointId::from_json(v).map_err(|e| ApiError::bad_request(format!("Wrong input: {e}")))
+pub fn point_id(v: &Value) -> ServiceResult<PointId> {
+    PointId::from_json(v).map_err(|e| ServiceError::invalid(format!("Wrong input: {e}")))
 }
 
 /// A point id in a URL path: an unsigned integer or a UUID.
-pub fn point_id_str(s: &str) -> ApiResult<PointId> {
+pub fn point_id_str(s: &str) -> ServiceResult<PointId> {
     if let Ok(n) = s.parse::<u64>() {
         return Ok(PointId::Num(n));
     }
     uuid::Uuid::parse_str(s).map(PointId::Uuid).map_err(|_| {
-        ApiError::bad_request(format!(
+        ServiceError::invalid(format!(
             "Wrong input: point id {s:?} is neither an unsigned integer nor a UUID"
         ))
     })
 }
 
-pub fn point_ids(v: &[Value]) -> ApiResult<Vec<PointId>> {
+pub fn point_ids(v: &[Value]) -> ServiceResult<Vec<PointId>> {
     v.iter().map(point_id).collect()
 }
 
@@ -38,16 +38,16 @@ pub fn id_json(id: &PointId) -> Value {
 }
 
 /// A dense vector: an array of finite numbers.
-pub fn dense(v: &Value, what: &str) -> ApiResult<Vec<f32>> {
+pub fn dense(v: &Value, what: &str) -> ServiceResult<Vec<f32>> {
     let arr = match v {
         Value::Array(a) => a,
         Value::Object(o) if o.contains_key("indices") => {
-            return Err(ApiError::bad_request(format!(
+            return Err(ServiceError::invalid(format!(
                 "Wrong input: {what}: sparse vectors are not supported by vectorforge"
             )));
         }
         _ => {
-            return Err(ApiError::bad_request(format!(
+            return Err(ServiceError::invalid(format!(
                 "Wrong input: {what}: expected an array of numbers"
             )));
         }
@@ -61,17 +61,17 @@ pub fn dense(v: &Value, what: &str) -> ApiResult<Vec<f32>> {
         .collect::<Option<Vec<f32>>>()
         .ok_or_else(|| {
             if arr.iter().any(Value::is_array) {
-                ApiError::bad_request(format!(
+                ServiceError::invalid(format!(
                     "Wrong input: {what}: multi-vectors are not supported by vectorforge"
                 ))
             } else {
-                ApiError::bad_request(format!("Wrong input: {what}: expected an array of numbers"))
+                ServiceError::invalid(format!("Wrong input: {what}: expected an array of numbers"))
             }
         })
 }
 
 /// A point's `vector` field: one array (the unnamed vector) or `{name: array}`.
-pub fn point_vectors(v: &Value, id: &PointId) -> ApiResult<BTreeMap<String, Vec<f32>>> {
+pub fn point_vectors(v: &Value, id: &PointId) -> ServiceResult<BTreeMap<String, Vec<f32>>> {
     match v {
         Value::Array(_) => Ok(BTreeMap::from([(
             String::new(),
@@ -86,19 +86,19 @@ pub fn point_vectors(v: &Value, id: &PointId) -> ApiResult<BTreeMap<String, Vec<
                 ))
             })
             .collect(),
-        _ => Err(ApiError::bad_request(format!(
+        _ => Err(ServiceError::invalid(format!(
             "Wrong input: point {id}: vector must be an array or an object of named vectors"
         ))),
     }
 }
 
 /// An optional filter; `null` means none.
-pub fn filter(v: Option<&Value>) -> ApiResult<Option<Filter>> {
+pub fn filter(v: Option<&Value>) -> ServiceResult<Option<Filter>> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(f) => Filter::from_json(f)
             .map(Some)
-            .map_err(|e| ApiError::bad_request(format!("Wrong input: {e}"))),
+            .map_err(|e| ServiceError::invalid(format!("Wrong input: {e}"))),
     }
 }
 
@@ -112,17 +112,17 @@ pub enum PayloadSelector {
     Exclude(Vec<String>),
 }
 
-fn strings(v: &Value, what: &str) -> ApiResult<Vec<String>> {
+fn strings(v: &Value, what: &str) -> ServiceResult<Vec<String>> {
     v.as_array()
         .and_then(|a| a.iter().map(|s| s.as_str().map(str::to_string)).collect())
         .ok_or_else(|| {
-            ApiError::bad_request(format!("Wrong input: {what}: expected a list of strings"))
+            ServiceError::invalid(format!("Wrong input: {what}: expected a list of strings"))
         })
 }
 
 impl PayloadSelector {
     /// Parses `with_payload`: bool, list of keys, `{include}` or `{exclude}`.
-    pub fn parse(v: Option<&Value>, default: bool) -> ApiResult<Self> {
+    pub fn parse(v: Option<&Value>, default: bool) -> ServiceResult<Self> {
         Ok(match v {
             None | Some(Value::Null) => {
                 if default {
@@ -141,7 +141,7 @@ impl PayloadSelector {
                 Self::Exclude(strings(&o["exclude"], "with_payload.exclude")?)
             }
             Some(other) => {
-                return Err(ApiError::bad_request(format!(
+                return Err(ServiceError::invalid(format!(
                     "Wrong input: with_payload: expected a bool, a list of keys, {{include}} or {{exclude}}, got {other}"
                 )));
             }
@@ -214,13 +214,13 @@ fn remove_path(p: &mut Payload, path: &str) {
 }
 
 /// Parses `with_vector` / `with_vectors`: bool or a list of vector names.
-pub fn vector_selection(v: Option<&Value>) -> ApiResult<VectorSelection> {
+pub fn vector_selection(v: Option<&Value>) -> ServiceResult<VectorSelection> {
     Ok(match v {
         None | Some(Value::Null) | Some(Value::Bool(false)) => VectorSelection::None,
         Some(Value::Bool(true)) => VectorSelection::All,
         Some(a @ Value::Array(_)) => VectorSelection::Names(strings(a, "with_vector")?),
         Some(other) => {
-            return Err(ApiError::bad_request(format!(
+            return Err(ServiceError::invalid(format!(
                 "Wrong input: with_vector: expected a bool or a list of vector names, got {other}"
             )));
         }
@@ -301,11 +301,11 @@ mod tests {
             vec![1.0]
         );
         let e = point_vectors(&json!({"t": {"indices": [1], "values": [1]}}), &id).unwrap_err();
-        assert!(e.message.contains("sparse"), "{}", e.message);
+        assert!(e.to_string().contains("sparse"), "{}", e.to_string());
         assert!(
             point_vectors(&json!([[1, 2]]), &id)
                 .unwrap_err()
-                .message
+                .to_string()
                 .contains("multi")
         );
         assert!(point_vectors(&json!(["x"]), &id).is_err());

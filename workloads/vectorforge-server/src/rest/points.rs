@@ -9,34 +9,35 @@ use vectorforge::{Payload, PointId};
 
 use super::collections::wait_param;
 use super::models::{self, PayloadSelector};
-use super::{AppState, Body, Reply, blocking, reply, update_result};
-use crate::collection::{NamedPoint, Selector, VectorSelection, Write};
-use crate::error::{ApiError, ApiResult};
+use super::{AppState, Body, Reply, reply, update_result};
+use crate::error::{ServiceError, ServiceResult};
+use crate::service::Scroll;
+use crate::store::{NamedPoint, Selector, VectorSelection, Write};
 
 type Q = Query<HashMap<String, String>>;
 
-fn payload_of(v: Option<&Value>, what: &str) -> ApiResult<Option<Payload>> {
+fn payload_of(v: Option<&Value>, what: &str) -> ServiceResult<Option<Payload>> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(o)) => Ok(Some(o.clone())),
-        Some(other) => Err(ApiError::bad_request(format!(
+        Some(other) => Err(ServiceError::invalid(format!(
             "Wrong input: {what}: payload must be an object, got {other}"
         ))),
     }
 }
 
 /// Points of an upsert body: `{"points": [...]}` or `{"batch": {ids, vectors, payloads}}`.
-fn upsert_points(body: &Value) -> ApiResult<Vec<NamedPoint>> {
+fn upsert_points(body: &Value) -> ServiceResult<Vec<NamedPoint>> {
     if let Some(points) = body.get("points") {
         let arr = points
             .as_array()
-            .ok_or_else(|| ApiError::bad_request("Wrong input: points: expected a list"))?;
+            .ok_or_else(|| ServiceError::invalid("Wrong input: points: expected a list"))?;
         return arr
             .iter()
             .map(|p| {
                 let id = models::point_id(p.get("id").unwrap_or(&Value::Null))?;
                 let vector = p.get("vector").ok_or_else(|| {
-                    ApiError::bad_request(format!("Wrong input: point {id}: vector is required"))
+                    ServiceError::invalid(format!("Wrong input: point {id}: vector is required"))
                 })?;
                 Ok(NamedPoint {
                     id,
@@ -48,22 +49,22 @@ fn upsert_points(body: &Value) -> ApiResult<Vec<NamedPoint>> {
     }
     let batch = body
         .get("batch")
-        .ok_or_else(|| ApiError::bad_request("Wrong input: expected `points` or `batch`"))?;
+        .ok_or_else(|| ServiceError::invalid("Wrong input: expected `points` or `batch`"))?;
     let ids = models::point_ids(
         batch
             .get("ids")
             .and_then(Value::as_array)
-            .ok_or_else(|| ApiError::bad_request("Wrong input: batch.ids: expected a list"))?,
+            .ok_or_else(|| ServiceError::invalid("Wrong input: batch.ids: expected a list"))?,
     )?;
     let n = ids.len();
     let vectors = batch
         .get("vectors")
-        .ok_or_else(|| ApiError::bad_request("Wrong input: batch.vectors is required"))?;
+        .ok_or_else(|| ServiceError::invalid("Wrong input: batch.vectors is required"))?;
     let mut per_point: Vec<std::collections::BTreeMap<String, Vec<f32>>> =
         vec![Default::default(); n];
-    let mut fill = |name: &str, list: &Value| -> ApiResult<()> {
+    let mut fill = |name: &str, list: &Value| -> ServiceResult<()> {
         let list = list.as_array().filter(|l| l.len() == n).ok_or_else(|| {
-            ApiError::bad_request(format!(
+            ServiceError::invalid(format!(
                 "Wrong input: batch.vectors{}: expected a list of {n} vectors (one per id)",
                 if name.is_empty() {
                     String::new()
@@ -94,9 +95,9 @@ fn upsert_points(body: &Value) -> ApiResult<Vec<NamedPoint>> {
             .iter()
             .enumerate()
             .map(|(i, p)| payload_of(Some(p), &format!("point {}", ids[i])))
-            .collect::<ApiResult<_>>()?,
+            .collect::<ServiceResult<_>>()?,
         Some(_) => {
-            return Err(ApiError::bad_request(format!(
+            return Err(ServiceError::invalid(format!(
                 "Wrong input: batch.payloads: expected a list of {n} payloads"
             )));
         }
@@ -118,9 +119,8 @@ async fn write(
     name: &str,
     q: &HashMap<String, String>,
     w: Write,
-) -> ApiResult<Reply> {
-    let c = st.registry.get(name)?;
-    let seq = blocking(move || c.write(w)).await?;
+) -> ServiceResult<Reply> {
+    let seq = st.service.write(name, w).await?;
     reply(update_result(seq, wait_param(q)))
 }
 
@@ -129,23 +129,23 @@ pub async fn upsert(
     Path(name): Path<String>,
     Query(q): Q,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
-    st.registry.get(&name)?;
+) -> ServiceResult<Reply> {
+    st.service.require(&name)?;
     let points = upsert_points(&body)?;
     write(&st, &name, &q, Write::Upsert(points)).await
 }
 
 /// `{"points": [ids]}` or `{"filter": {...}}`.
-fn selector(body: &Value) -> ApiResult<Selector> {
+fn selector(body: &Value) -> ServiceResult<Selector> {
     if let Some(p) = body.get("points").filter(|v| !v.is_null()) {
         let ids = p.as_array().ok_or_else(|| {
-            ApiError::bad_request("Wrong input: points: expected a list of point ids")
+            ServiceError::invalid("Wrong input: points: expected a list of point ids")
         })?;
         return Ok(Selector::Ids(models::point_ids(ids)?));
     }
     match models::filter(body.get("filter"))? {
         Some(f) => Ok(Selector::Filter(f)),
-        None => Err(ApiError::bad_request(
+        None => Err(ServiceError::invalid(
             "Wrong input: expected `points` (a list of ids) or `filter`",
         )),
     }
@@ -156,14 +156,14 @@ pub async fn delete(
     Path(name): Path<String>,
     Query(q): Q,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     let sel = selector(&body)?;
     write(&st, &name, &q, Write::Delete(sel)).await
 }
 
-fn payload_body(body: &Value) -> ApiResult<(Selector, Payload)> {
+fn payload_body(body: &Value) -> ServiceResult<(Selector, Payload)> {
     let payload = payload_of(body.get("payload"), "payload")?
-        .ok_or_else(|| ApiError::bad_request("Wrong input: payload is required"))?;
+        .ok_or_else(|| ServiceError::invalid("Wrong input: payload is required"))?;
     Ok((selector(body)?, payload))
 }
 
@@ -172,13 +172,13 @@ pub async fn set_payload(
     Path(name): Path<String>,
     Query(q): Q,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     let (sel, payload) = payload_body(&body)?;
     let key = match body.get("key") {
         None | Some(Value::Null) => None,
         Some(Value::String(k)) => Some(k.clone()),
         Some(other) => {
-            return Err(ApiError::bad_request(format!(
+            return Err(ServiceError::invalid(format!(
                 "Wrong input: key: expected a string, got {other}"
             )));
         }
@@ -191,7 +191,7 @@ pub async fn overwrite_payload(
     Path(name): Path<String>,
     Query(q): Q,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     let (sel, payload) = payload_body(&body)?;
     write(&st, &name, &q, Write::OverwritePayload { sel, payload }).await
 }
@@ -201,12 +201,12 @@ pub async fn delete_payload(
     Path(name): Path<String>,
     Query(q): Q,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     let keys: Vec<String> = body
         .get("keys")
         .and_then(Value::as_array)
         .and_then(|a| a.iter().map(|k| k.as_str().map(str::to_string)).collect())
-        .ok_or_else(|| ApiError::bad_request("Wrong input: keys: expected a list of strings"))?;
+        .ok_or_else(|| ServiceError::invalid("Wrong input: keys: expected a list of strings"))?;
     let sel = selector(&body)?;
     write(&st, &name, &q, Write::DeletePayload { sel, keys }).await
 }
@@ -216,7 +216,7 @@ pub async fn clear_payload(
     Path(name): Path<String>,
     Query(q): Q,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     let sel = selector(&body)?;
     write(&st, &name, &q, Write::ClearPayload(sel)).await
 }
@@ -225,16 +225,16 @@ pub async fn get_many(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
-    let c = st.registry.get(&name)?;
+) -> ServiceResult<Reply> {
+    st.service.require(&name)?;
     let ids =
         models::point_ids(body.get("ids").and_then(Value::as_array).ok_or_else(|| {
-            ApiError::bad_request("Wrong input: ids: expected a list of point ids")
+            ServiceError::invalid("Wrong input: ids: expected a list of point ids")
         })?)?;
     let sel = PayloadSelector::parse(body.get("with_payload"), true)?;
     let vectors = models::vector_selection(body.get("with_vector").or(body.get("with_vectors")))?;
     let wp = sel.wanted();
-    let points = blocking(move || c.retrieve(&ids, wp, &vectors)).await?;
+    let points = st.service.retrieve(&name, ids, wp, vectors).await?;
     reply(
         points
             .into_iter()
@@ -246,13 +246,15 @@ pub async fn get_many(
 pub async fn get_one(
     State(st): State<AppState>,
     Path((name, id)): Path<(String, String)>,
-) -> ApiResult<Reply> {
-    let c = st.registry.get(&name)?;
+) -> ServiceResult<Reply> {
     let id: PointId = models::point_id_str(&id)?;
-    let mut points = blocking(move || c.retrieve(&[id], true, &VectorSelection::All)).await?;
+    let mut points = st
+        .service
+        .retrieve(&name, vec![id], true, VectorSelection::All)
+        .await?;
     match points.pop() {
         Some(p) => reply(models::record_json(p, &PayloadSelector::All)),
-        None => Err(ApiError::not_found(format!(
+        None => Err(ServiceError::not_found(format!(
             "Not found: No point with id {id} found"
         ))),
     }
@@ -262,10 +264,10 @@ pub async fn scroll(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
-    let c = st.registry.get(&name)?;
+) -> ServiceResult<Reply> {
+    st.service.require(&name)?;
     if body.get("order_by").is_some_and(|v| !v.is_null()) {
-        return Err(ApiError::bad_request(
+        return Err(ServiceError::invalid(
             "Wrong input: order_by is not supported; scroll is ordered by point id",
         ));
     }
@@ -277,7 +279,7 @@ pub async fn scroll(
             .and_then(|n| usize::try_from(n).ok())
             .filter(|n| *n > 0)
             .ok_or_else(|| {
-                ApiError::bad_request("Wrong input: limit: expected a positive integer")
+                ServiceError::invalid("Wrong input: limit: expected a positive integer")
             })?,
     };
     let offset = match body.get("offset") {
@@ -286,8 +288,14 @@ pub async fn scroll(
     };
     let sel = PayloadSelector::parse(body.get("with_payload"), true)?;
     let vectors = models::vector_selection(body.get("with_vector").or(body.get("with_vectors")))?;
-    let wp = sel.wanted();
-    let (points, next) = blocking(move || c.scroll(filter, limit, offset, wp, &vectors)).await?;
+    let scroll = Scroll {
+        filter,
+        limit,
+        offset,
+        with_payload: sel.wanted(),
+        vectors,
+    };
+    let (points, next) = st.service.scroll(&name, scroll).await?;
     reply(json!({
         "points": points.into_iter().map(|p| models::record_json(p, &sel)).collect::<Vec<_>>(),
         "next_page_offset": next.as_ref().map(models::id_json),
@@ -298,10 +306,10 @@ pub async fn count(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
-    let c = st.registry.get(&name)?;
+) -> ServiceResult<Reply> {
+    st.service.require(&name)?;
     let filter = models::filter(body.get("filter"))?;
-    let n = blocking(move || Ok(c.count(filter.as_ref()))).await?;
+    let n = st.service.count(&name, filter).await?;
     reply(json!({"count": n}))
 }
 
@@ -319,7 +327,7 @@ mod tests {
         let batch = upsert_points(&json!({"batch": {"ids": [1, 2], "vectors": {"a": [[1, 2], [3, 4]]}, "payloads": [{"x": 1}, null]}})).unwrap();
         assert_eq!(list, batch);
         let e = upsert_points(&json!({"batch": {"ids": [1, 2], "vectors": [[1, 2]]}})).unwrap_err();
-        assert!(e.message.contains("2 vectors"), "{}", e.message);
+        assert!(e.to_string().contains("2 vectors"), "{}", e.to_string());
         assert!(upsert_points(&json!({"points": [{"id": -3, "vector": [1]}]})).is_err());
         assert!(
             upsert_points(&json!({"points": [{"id": 3, "vector": [1], "payload": 5}]})).is_err()

@@ -2,47 +2,31 @@
 //! point, in any named vector space) and its batch form, plus the legacy
 //! `points/search` and `points/search/batch`.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
-use vectorforge::{PointId, SearchRequest};
+use vectorforge::SearchRequest;
 
 use super::models::{self, PayloadSelector};
-use super::{AppState, Body, Reply, blocking, reply};
-use crate::collection::{PointOut, PointsCollection, VectorSelection};
-use crate::error::{ApiError, ApiResult};
+use super::{AppState, Body, Reply, reply};
+use crate::error::{ServiceError, ServiceResult};
+use crate::service::{Search, Target};
+use crate::store::PointOut;
 
-/// Most results one search may ask for (limit + offset).
-const MAX_RESULTS: usize = 100_000;
-
-/// What to search near.
-#[derive(Clone, Debug, PartialEq)]
-enum Target {
-    Vector(Vec<f32>),
-    Point(PointId),
-    /// No query: points in id order (Qdrant returns them unscored).
-    None,
-}
-
-/// One search, parsed from either request shape.
+/// One search as REST asks for it: the service's search plus which payload keys to show.
 #[derive(Clone, Debug)]
 struct Plan {
-    target: Target,
-    using: String,
-    req: SearchRequest,
+    search: Search,
     payload: PayloadSelector,
-    vectors: VectorSelection,
 }
 
-fn usize_field(body: &Value, field: &str, default: usize) -> ApiResult<usize> {
+fn usize_field(body: &Value, field: &str, default: usize) -> ServiceResult<usize> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => v
             .as_u64()
             .and_then(|n| usize::try_from(n).ok())
             .ok_or_else(|| {
-                ApiError::bad_request(format!(
+                ServiceError::invalid(format!(
                     "Wrong input: {field}: expected a non-negative integer"
                 ))
             }),
@@ -54,33 +38,27 @@ fn common(
     target: Target,
     using: String,
     default_limit: Option<usize>,
-) -> ApiResult<Plan> {
+) -> ServiceResult<Plan> {
     let limit = match default_limit {
         Some(d) => usize_field(body, "limit", d)?,
         None => usize_field(body, "limit", usize::MAX).and_then(|l| {
             if l == usize::MAX {
-                Err(ApiError::bad_request("Wrong input: limit is required"))
+                Err(ServiceError::invalid("Wrong input: limit is required"))
             } else {
                 Ok(l)
             }
         })?,
     };
     let offset = usize_field(body, "offset", 0)?;
-    if limit.saturating_add(offset) > MAX_RESULTS {
-        return Err(ApiError::bad_request(format!(
-            "Wrong input: limit + offset must not exceed {MAX_RESULTS}"
-        )));
-    }
     let params = body.get("params").filter(|p| !p.is_null());
     let ef = match params.and_then(|p| p.get("hnsw_ef")) {
         None | Some(Value::Null) => None,
         Some(v) => Some(
             v.as_u64()
                 .and_then(|n| usize::try_from(n).ok())
-                .filter(|n| (1..=MAX_RESULTS).contains(n))
                 .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "Wrong input: params.hnsw_ef: expected an integer in 1..=100000",
+                    ServiceError::invalid(
+                        "Wrong input: params.hnsw_ef: expected a positive integer",
                     )
                 })?,
         ),
@@ -92,35 +70,37 @@ fn common(
     let score_threshold = match body.get("score_threshold") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_f64().ok_or_else(|| {
-            ApiError::bad_request("Wrong input: score_threshold: expected a number")
+            ServiceError::invalid("Wrong input: score_threshold: expected a number")
         })? as f32),
     };
     let payload = PayloadSelector::parse(body.get("with_payload"), false)?;
     let vectors = models::vector_selection(body.get("with_vector").or(body.get("with_vectors")))?;
     Ok(Plan {
-        target,
-        using,
-        req: SearchRequest {
-            vector: Vec::new(),
-            filter: models::filter(body.get("filter"))?,
-            limit,
-            offset,
-            ef,
-            exact,
-            score_threshold,
-            with_payload: payload.wanted(),
-            with_vector: false,
+        search: Search {
+            target,
+            using,
+            req: SearchRequest {
+                vector: Vec::new(),
+                filter: models::filter(body.get("filter"))?,
+                limit,
+                offset,
+                ef,
+                exact,
+                score_threshold,
+                with_payload: payload.wanted(),
+                with_vector: false,
+            },
+            vectors,
         },
         payload,
-        vectors,
     })
 }
 
 /// A legacy SearchRequest: `vector` is an array or `{"name", "vector"}`.
-fn search_plan(body: &Value) -> ApiResult<Plan> {
+fn search_plan(body: &Value) -> ServiceResult<Plan> {
     let v = body
         .get("vector")
-        .ok_or_else(|| ApiError::bad_request("Wrong input: vector is required"))?;
+        .ok_or_else(|| ServiceError::invalid("Wrong input: vector is required"))?;
     let (using, vector) = match v {
         Value::Object(o) if o.contains_key("name") => (
             o.get("name")
@@ -135,13 +115,13 @@ fn search_plan(body: &Value) -> ApiResult<Plan> {
 }
 
 /// A QueryRequest: `query` is a vector, a point id, or `{"nearest": either}`.
-fn query_plan(body: &Value) -> ApiResult<Plan> {
+fn query_plan(body: &Value) -> ServiceResult<Plan> {
     for field in ["prefetch", "lookup_from"] {
         if body
             .get(field)
             .is_some_and(|v| !v.is_null() && v != &json!([]))
         {
-            return Err(ApiError::bad_request(format!(
+            return Err(ServiceError::invalid(format!(
                 "Wrong input: {field} is not supported by vectorforge"
             )));
         }
@@ -153,7 +133,7 @@ fn query_plan(body: &Value) -> ApiResult<Plan> {
                 Value::Object(o) if o.contains_key("nearest") => &o["nearest"],
                 Value::Object(o) => {
                     let kind = o.keys().next().cloned().unwrap_or_default();
-                    return Err(ApiError::bad_request(format!(
+                    return Err(ServiceError::invalid(format!(
                         "Wrong input: query type {kind:?} is not supported by vectorforge (supported: a vector, a point id, nearest)"
                     )));
                 }
@@ -163,7 +143,7 @@ fn query_plan(body: &Value) -> ApiResult<Plan> {
                 Value::Array(_) => Target::Vector(models::dense(q, "query")?),
                 Value::Number(_) | Value::String(_) => Target::Point(models::point_id(q)?),
                 _ => {
-                    return Err(ApiError::bad_request(
+                    return Err(ServiceError::invalid(
                         "Wrong input: query.nearest: expected a vector or a point id",
                     ));
                 }
@@ -178,73 +158,18 @@ fn query_plan(body: &Value) -> ApiResult<Plan> {
     common(body, target, using, Some(10))
 }
 
-/// Runs one plan against a collection (blocking).
-fn run(c: &PointsCollection, mut plan: Plan) -> ApiResult<Vec<PointOut>> {
-    // the target moves into the request (a query vector is not copied)
-    let exclude = match std::mem::replace(&mut plan.target, Target::None) {
-        Target::Vector(v) => {
-            plan.req.vector = v;
-            None
-        }
-        Target::Point(id) => {
-            let engine = c.engine(&plan.using)?;
-            let rec = engine
-                .retrieve(&[id], false, true)
-                .pop()
-                .and_then(|r| r.vector)
-                .ok_or_else(|| {
-                    ApiError::not_found(format!("Not found: No point with id {id} found"))
-                })?;
-            plan.req.vector = rec;
-            plan.req.limit = plan.req.limit.saturating_add(1);
-            Some(id)
-        }
-        Target::None => {
-            // no query: points in id order, like scroll (offset counts points)
-            let take = plan.req.offset.saturating_add(plan.req.limit);
-            let (points, _) = c.scroll(
-                plan.req.filter.clone(),
-                take.max(1),
-                None,
-                plan.req.with_payload,
-                &plan.vectors,
-            )?;
-            return Ok(points
-                .into_iter()
-                .skip(plan.req.offset)
-                .take(plan.req.limit)
-                .map(|p| PointOut {
-                    score: Some(0.0),
-                    ..p
-                })
-                .collect());
-        }
-    };
-    let limit = plan.req.limit;
-    let mut hits = c.search(&plan.using, plan.req, &plan.vectors)?;
-    if let Some(id) = exclude {
-        hits.retain(|h| h.id != id);
-        hits.truncate(limit.saturating_sub(1));
-    }
-    Ok(hits)
-}
-
 async fn run_all(
     st: &AppState,
     name: &str,
     plans: Vec<Plan>,
-) -> ApiResult<Vec<(Vec<PointOut>, PayloadSelector)>> {
-    let c: Arc<PointsCollection> = st.registry.get(name)?;
-    blocking(move || {
-        plans
-            .into_iter()
-            .map(|p| {
-                let sel = p.payload.clone();
-                run(&c, p).map(|hits| (hits, sel))
-            })
-            .collect()
-    })
-    .await
+) -> ServiceResult<Vec<(Vec<PointOut>, PayloadSelector)>> {
+    let (searches, selectors): (Vec<Search>, Vec<PayloadSelector>) =
+        plans.into_iter().map(|p| (p.search, p.payload)).unzip();
+    let hits = match <[Search; 1]>::try_from(searches) {
+        Ok([s]) => vec![st.service.search(name, s).await?],
+        Err(searches) => st.service.search_all(name, searches).await?,
+    };
+    Ok(hits.into_iter().zip(selectors).collect())
 }
 
 fn scored(hits: Vec<PointOut>, sel: &PayloadSelector) -> Vec<Value> {
@@ -253,17 +178,17 @@ fn scored(hits: Vec<PointOut>, sel: &PayloadSelector) -> Vec<Value> {
         .collect()
 }
 
-fn batch_of(body: &Value) -> ApiResult<&Vec<Value>> {
+fn batch_of(body: &Value) -> ServiceResult<&Vec<Value>> {
     body.get("searches")
         .and_then(Value::as_array)
-        .ok_or_else(|| ApiError::bad_request("Wrong input: searches: expected a list of requests"))
+        .ok_or_else(|| ServiceError::invalid("Wrong input: searches: expected a list of requests"))
 }
 
 pub async fn search(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     let plan = search_plan(&body)?;
     let mut out = run_all(&st, &name, vec![plan]).await?;
     let (hits, sel) = out.pop().unwrap_or_default();
@@ -274,11 +199,11 @@ pub async fn search_batch(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     let plans = batch_of(&body)?
         .iter()
         .map(search_plan)
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect::<ServiceResult<Vec<_>>>()?;
     let out = run_all(&st, &name, plans).await?;
     reply(
         out.into_iter()
@@ -291,7 +216,7 @@ pub async fn query(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     let plan = query_plan(&body)?;
     let mut out = run_all(&st, &name, vec![plan]).await?;
     let (hits, sel) = out.pop().unwrap_or_default();
@@ -302,11 +227,11 @@ pub async fn query_batch(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     let plans = batch_of(&body)?
         .iter()
         .map(query_plan)
-        .collect::<ApiResult<Vec<_>>>()?;
+        .collect::<ServiceResult<Vec<_>>>()?;
     let out = run_all(&st, &name, plans).await?;
     reply(
         out.into_iter()
@@ -318,23 +243,29 @@ pub async fn query_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vectorforge::PointId;
 
     #[test]
     fn query_shapes_parse() {
         let p = query_plan(&json!({"query": [1, 2], "using": "t", "limit": 3, "params": {"hnsw_ef": 64, "exact": true}})).unwrap();
-        assert_eq!(p.target, Target::Vector(vec![1.0, 2.0]));
+        assert_eq!(p.search.target, Target::Vector(vec![1.0, 2.0]));
         assert_eq!(
-            (p.using.as_str(), p.req.limit, p.req.ef, p.req.exact),
+            (
+                p.search.using.as_str(),
+                p.search.req.limit,
+                p.search.req.ef,
+                p.search.req.exact
+            ),
             ("t", 3, Some(64), true)
         );
         let p = query_plan(&json!({"query": {"nearest": 5}})).unwrap();
         assert_eq!(
-            (p.target, p.req.limit),
+            (p.search.target, p.search.req.limit),
             (Target::Point(PointId::Num(5)), 10)
         );
-        assert_eq!(query_plan(&json!({})).unwrap().target, Target::None);
+        assert_eq!(query_plan(&json!({})).unwrap().search.target, Target::None);
         let e = query_plan(&json!({"query": {"recommend": {"positive": [1]}}})).unwrap_err();
-        assert!(e.message.contains("recommend"), "{}", e.message);
+        assert!(e.to_string().contains("recommend"), "{}", e.to_string());
         assert!(query_plan(&json!({"query": [1], "prefetch": [{"query": [1]}]})).is_err());
     }
 
@@ -342,8 +273,10 @@ mod tests {
     fn legacy_search_needs_a_limit_and_accepts_named_vectors() {
         let p =
             search_plan(&json!({"vector": {"name": "img", "vector": [1, 0]}, "limit": 2})).unwrap();
-        assert_eq!(p.using, "img");
+        assert_eq!(p.search.using, "img");
         assert!(search_plan(&json!({"vector": [1, 0]})).is_err());
-        assert!(search_plan(&json!({"vector": [1, 0], "limit": 200000})).is_err());
+        // limits are the service's (one rule for REST and gRPC), not the parser's
+        let big = search_plan(&json!({"vector": [1, 0], "limit": 200000})).unwrap();
+        assert_eq!(big.search.req.limit, 200_000);
     }
 }

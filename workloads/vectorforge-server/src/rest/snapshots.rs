@@ -1,134 +1,32 @@
 //! Collection snapshots over Qdrant's paths: create, list, download, delete, recover
-//! from a `file://` location under the server's snapshot directory, and upload.
-//! An archive is a tar of the collection's params and a fresh engine snapshot per
-//! vector space, with its SHA-256 kept beside it.
+//! from a `file://` location under the server's snapshot directory, and upload. The
+//! archives themselves are the collection service's; this file streams the bytes.
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::{Path as FsPath, PathBuf};
 
 use axum::body::Body as HttpBody;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
+use serde_json::Value;
 
-use super::{AppState, Body, Reply, blocking, reply};
-use crate::collection::io;
-use crate::error::{ApiError, ApiResult};
+use super::{AppState, Body, Reply, reply};
+use crate::error::{ServiceError, ServiceResult};
+use crate::store::io;
 
-const EXT: &str = ".snapshot";
-
-fn sha256_file(p: &FsPath) -> ApiResult<String> {
-    let mut f = std::fs::File::open(p).map_err(|e| io(p, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| io(p, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", h.finalize()))
+pub async fn create(State(st): State<AppState>, Path(name): Path<String>) -> ServiceResult<Reply> {
+    reply(st.service.create_snapshot(&name).await?)
 }
 
-fn description(p: &FsPath) -> ApiResult<Value> {
-    let meta = std::fs::metadata(p).map_err(|e| io(p, e))?;
-    let created = meta.modified().ok().map(|t| {
-        chrono::DateTime::<chrono::Utc>::from(t)
-            .format("%Y-%m-%dT%H:%M:%S")
-            .to_string()
-    });
-    let checksum = std::fs::read_to_string(checksum_path(p)).ok();
-    Ok(json!({
-        "name": p.file_name().map(|n| n.to_string_lossy().into_owned()),
-        "creation_time": created,
-        "size": meta.len(),
-        "checksum": checksum,
-    }))
-}
-
-fn checksum_path(p: &FsPath) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(".checksum");
-    PathBuf::from(s)
-}
-
-/// A snapshot file name: a plain name ending in `.snapshot`.
-fn snapshot_file(st: &AppState, collection: &str, snap: &str) -> ApiResult<PathBuf> {
-    if !snap.ends_with(EXT) || snap.contains('/') || snap.starts_with('.') || snap.len() > 255 {
-        return Err(ApiError::bad_request(format!(
-            "Wrong input: {snap:?} is not a snapshot name"
-        )));
-    }
-    Ok(st.registry.snapshots_dir(collection).join(snap))
-}
-
-pub async fn create(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Reply> {
-    let c = st.registry.get(&name)?;
-    let dir = st.registry.snapshots_dir(&name);
-    let desc = blocking(move || {
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        let stamp = chrono::Utc::now().format("%Y-%m-%d-%H-%M-%S-%6f");
-        let path = dir.join(format!("{}-{stamp}{EXT}", c.name()));
-        let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
-        let made = c.archive(&tmp).and_then(|()| {
-            let sum = sha256_file(&tmp)?;
-            crate::collection::write_atomic(&checksum_path(&path), sum.as_bytes())?;
-            std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
-            vectorforge::wal::fsync_dir(&dir)?;
-            Ok(())
-        });
-        if let Err(e) = made {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        tracing::info!(collection = c.name(), snapshot = %path.display(), "snapshot archive written");
-        description(&path)
-    })
-    .await?;
-    reply(desc)
-}
-
-pub async fn list(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Reply> {
-    st.registry.get(&name)?;
-    let dir = st.registry.snapshots_dir(&name);
-    let list = blocking(move || {
-        let mut out = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            let mut files: Vec<PathBuf> = rd
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name().is_some_and(|n| {
-                        n.to_string_lossy().ends_with(EXT) && !n.to_string_lossy().starts_with('.')
-                    })
-                })
-                .collect();
-            files.sort();
-            for f in files {
-                out.push(description(&f)?);
-            }
-        }
-        Ok(out)
-    })
-    .await?;
-    reply(list)
+pub async fn list(State(st): State<AppState>, Path(name): Path<String>) -> ServiceResult<Reply> {
+    reply(st.service.list_snapshots(&name).await?)
 }
 
 pub async fn download(
     State(st): State<AppState>,
     Path((name, snap)): Path<(String, String)>,
-) -> ApiResult<Response> {
-    let path = snapshot_file(&st, &name, &snap)?;
-    let file = tokio::fs::File::open(&path).await.map_err(|_| {
-        ApiError::not_found(format!(
-            "Not found: snapshot {snap} of collection {name} does not exist"
-        ))
-    })?;
-    let len = file.metadata().await.map_err(|e| io(&path, e))?.len();
+) -> ServiceResult<Response> {
+    let (file, len) = st.service.open_snapshot(&name, &snap).await?;
     let body = HttpBody::from_stream(tokio_util::io::ReaderStream::new(file));
     Ok((
         [
@@ -147,71 +45,28 @@ pub async fn download(
 pub async fn delete(
     State(st): State<AppState>,
     Path((name, snap)): Path<(String, String)>,
-) -> ApiResult<Reply> {
-    let path = snapshot_file(&st, &name, &snap)?;
-    blocking(move || match std::fs::remove_file(&path) {
-        Ok(()) => {
-            let _ = std::fs::remove_file(checksum_path(&path));
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::not_found(format!(
-            "Not found: snapshot {snap} of collection {name} does not exist"
-        ))),
-        Err(e) => Err(io(&path, e)),
-    })
-    .await?;
+) -> ServiceResult<Reply> {
+    st.service.delete_snapshot(&name, &snap).await?;
     reply(true)
 }
 
-fn verify_checksum(path: &FsPath, expected: Option<&str>) -> ApiResult<()> {
-    if let Some(want) = expected {
-        let got = sha256_file(path)?;
-        if !got.eq_ignore_ascii_case(want) {
-            return Err(ApiError::bad_request(format!(
-                "Wrong input: snapshot checksum mismatch: expected {want}, got {got}"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// `PUT .../snapshots/recover {"location": "file:///...", "checksum"?}`: the file must
-/// lie under the server's snapshot directory (the server does not fetch URLs).
+/// `PUT .../snapshots/recover {"location": "file:///...", "checksum"?}`.
 pub async fn recover(
     State(st): State<AppState>,
     Path(name): Path<String>,
     Body(body): Body<Value>,
-) -> ApiResult<Reply> {
+) -> ServiceResult<Reply> {
     let location = body
         .get("location")
         .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::bad_request("Wrong input: location: expected a file:// URL"))?;
-    let Some(raw) = location.strip_prefix("file://") else {
-        return Err(ApiError::bad_request(
-            "Wrong input: only file:// locations under the server's snapshot directory can be recovered; upload other snapshots with POST .../snapshots/upload",
-        ));
-    };
-    let root = st.registry.data_dir().join("snapshots");
-    let reg = st.registry.clone();
+        .ok_or_else(|| ServiceError::invalid("Wrong input: location: expected a file:// URL"))?;
     let checksum = body
         .get("checksum")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let raw = raw.to_string();
-    blocking(move || {
-        let path = std::fs::canonicalize(&raw)
-            .map_err(|e| ApiError::bad_request(format!("Wrong input: snapshot {raw}: {e}")))?;
-        let root = std::fs::canonicalize(&root).map_err(|e| io(&root, e))?;
-        if !path.starts_with(&root) {
-            return Err(ApiError::bad_request(format!(
-                "Wrong input: {raw} is outside the snapshot directory {}",
-                root.display()
-            )));
-        }
-        verify_checksum(&path, checksum.as_deref())?;
-        reg.restore(&name, &path).map(drop)
-    })
-    .await?;
+    st.service
+        .recover_snapshot(&name, location, checksum)
+        .await?;
     reply(true)
 }
 
@@ -222,12 +77,11 @@ pub async fn upload(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     mut form: Multipart,
-) -> ApiResult<Reply> {
-    crate::registry::validate_name(&name)?;
-    let dir = st.registry.data_dir().join("snapshots");
-    let tmp = dir.join(format!(".upload-{}", uuid::Uuid::new_v4()));
+) -> ServiceResult<Reply> {
+    st.service.check_name(&name)?;
+    let tmp = st.service.upload_path();
     let mut got = false;
-    let written: ApiResult<()> =
+    let written: ServiceResult<()> =
         async {
             let mut file = tokio::fs::File::create(&tmp)
                 .await
@@ -235,13 +89,13 @@ pub async fn upload(
             while let Some(mut field) = form
                 .next_field()
                 .await
-                .map_err(|e| ApiError::bad_request(format!("Wrong input: multipart body: {e}")))?
+                .map_err(|e| ServiceError::invalid(format!("Wrong input: multipart body: {e}")))?
             {
                 if field.name() != Some("snapshot") {
                     continue;
                 }
                 while let Some(chunk) = field.chunk().await.map_err(|e| {
-                    ApiError::bad_request(format!("Wrong input: multipart body: {e}"))
+                    ServiceError::invalid(format!("Wrong input: multipart body: {e}"))
                 })? {
                     tokio::io::AsyncWriteExt::write_all(&mut file, &chunk)
                         .await
@@ -255,7 +109,7 @@ pub async fn upload(
             if got {
                 Ok(())
             } else {
-                Err(ApiError::bad_request(
+                Err(ServiceError::invalid(
                     "Wrong input: the multipart body has no `snapshot` field",
                 ))
             }
@@ -265,17 +119,8 @@ pub async fn upload(
         let _ = tokio::fs::remove_file(&tmp).await;
         return Err(e);
     }
-    let reg = st.registry.clone();
-    let checksum = q.get("checksum").cloned();
-    let result = blocking({
-        let tmp = tmp.clone();
-        move || {
-            verify_checksum(&tmp, checksum.as_deref())?;
-            reg.restore(&name, &tmp).map(drop)
-        }
-    })
-    .await;
-    let _ = tokio::fs::remove_file(&tmp).await;
-    result?;
+    st.service
+        .restore_upload(&name, tmp, q.get("checksum").cloned())
+        .await?;
     reply(true)
 }

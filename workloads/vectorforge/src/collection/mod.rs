@@ -41,6 +41,15 @@ struct Shared {
     stop: AtomicBool,
 }
 
+/// What [`Collection::apply_at`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// The operation is logged and applied (and durable per the sync policy).
+    Applied,
+    /// The index was not newer than `last`, the last applied one: nothing changed.
+    AlreadyApplied { last: u64 },
+}
+
 /// Counts describing a collection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CollectionInfo {
@@ -102,25 +111,26 @@ impl Collection {
             fs::remove_dir_all(&live_root).at(&live_root)?;
         }
         let (core, snap_seq) = Self::load_core(&dir, &config)?;
-        let mut expected = snap_seq + 1;
         let mut applied = snap_seq;
         let mut replayed = 0usize;
+        // The WAL checks that each record follows the one before it; here the first
+        // record after the snapshot must follow an operation the snapshot holds.
         let wal = Wal::open(
             &dir.join("wal"),
             config.sync,
             config.wal_segment_bytes,
-            |seq, bytes| {
-                if seq <= snap_seq {
+            |rec| {
+                if rec.seq <= snap_seq {
                     return Ok(());
                 }
-                if seq != expected {
+                if replayed == 0 && rec.prev > snap_seq {
                     return Err(Error::Recovery(format!(
-                        "the WAL continues at sequence {seq} but the snapshot ends at {snap_seq}: operations {expected}..{seq} are missing"
+                        "the snapshot ends at operation {snap_seq} but the WAL continues after {} with {}: the operations after {snap_seq} up to {} are missing",
+                        rec.prev, rec.seq, rec.prev
                     )));
                 }
-                core.apply(&Operation::decode(bytes)?)?;
-                expected += 1;
-                applied = seq;
+                core.apply(&Operation::decode(rec.body)?)?;
+                applied = rec.seq;
                 replayed += 1;
                 Ok(())
             },
@@ -311,21 +321,23 @@ impl Collection {
         Ok(seq)
     }
 
-    /// Applies an operation at a sequence number chosen by a replicated log (it
-    /// must be after the last applied one). For a Raft state machine.
-    pub fn apply_at(&self, seq: u64, op: Operation) -> Result<()> {
-        let op = self.validate(op)?;
+    /// Applies a committed operation at the index a log gave it (a Raft log, the
+    /// server's journal): the state-machine entry point. `op` must already have been
+    /// checked by [`Collection::validate`] of a collection with this configuration; it
+    /// is not checked again, because a committed entry cannot be refused. Indexes may
+    /// skip (blank and membership entries); an index not newer than the applied one is
+    /// a re-delivery and changes nothing. Errors are storage failures only (after one,
+    /// the collection refuses further writes until it is reopened).
+    pub fn apply_at(&self, index: u64, op: &Operation) -> Result<Applied> {
         {
             let mut applied = self.applied.lock();
-            if seq <= *applied {
-                return Err(Error::StaleSequence {
-                    last: *applied,
-                    got: seq,
-                });
+            if index <= *applied {
+                return Ok(Applied::AlreadyApplied { last: *applied });
             }
-            self.log_and_apply(&mut applied, seq, &op)?;
+            self.log_and_apply(&mut applied, index, op)?;
         }
-        self.durable(seq)
+        self.durable(index)?;
+        Ok(Applied::Applied)
     }
 
     fn log_and_apply(&self, applied: &mut u64, seq: u64, op: &Operation) -> Result<()> {

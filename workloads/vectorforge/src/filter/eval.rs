@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use roaring::{MultiOps, RoaringBitmap};
 use serde_json::Value;
 
-use super::{Condition, FieldCondition, Filter, Match, MatchValue, Range};
-use crate::payload::index::{PayloadIndex, lower, parse_datetime, upper};
+use super::value::{MatchValue, Range, parse_datetime};
+use super::{Condition, FieldCondition, Filter, Match};
+use crate::payload::index::{PayloadIndex, lower, upper};
 use crate::types::{Offset, Payload, PointId};
 
 fn value_matches(v: &Value, m: &MatchValue) -> bool {

@@ -4,16 +4,19 @@
 //! shapes with clear errors for anything malformed or unsupported.
 
 mod eval;
+pub mod value;
 
 pub use eval::{FilterContext, check};
+pub use value::{MatchValue, Range, parse_datetime};
+
+use value::{bad, object};
 
 use std::collections::HashSet;
 
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
-use crate::payload::index::parse_datetime;
+use crate::error::Result;
 use crate::payload::path::KeyPath;
 use crate::types::PointId;
 
@@ -59,45 +62,12 @@ pub enum Match {
     Text(String),
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum MatchValue {
-    Keyword(String),
-    Integer(i64),
-    Bool(bool),
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum Range {
-    Numeric {
-        gt: Option<f64>,
-        gte: Option<f64>,
-        lt: Option<f64>,
-        lte: Option<f64>,
-    },
-    /// Bounds in microseconds since the epoch (UTC), from RFC 3339 strings.
-    Datetime {
-        gt: Option<i64>,
-        gte: Option<i64>,
-        lt: Option<i64>,
-        lte: Option<i64>,
-    },
-}
-
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ValuesCount {
     pub gt: Option<usize>,
     pub gte: Option<usize>,
     pub lt: Option<usize>,
     pub lte: Option<usize>,
-}
-
-fn bad(msg: impl Into<String>) -> Error {
-    Error::InvalidFilter(msg.into())
-}
-
-fn object<'a>(v: &'a Value, what: &str) -> Result<&'a Map<String, Value>> {
-    v.as_object()
-        .ok_or_else(|| bad(format!("{what} must be a JSON object, got {v}")))
 }
 
 fn conditions(v: Option<&Value>, what: &str) -> Result<Vec<Condition>> {
@@ -249,30 +219,6 @@ impl FieldCondition {
     }
 }
 
-impl MatchValue {
-    fn from_json(v: &Value) -> Result<MatchValue> {
-        match v {
-            Value::String(s) => Ok(MatchValue::Keyword(s.clone())),
-            Value::Bool(b) => Ok(MatchValue::Bool(*b)),
-            Value::Number(n) => n
-                .as_i64()
-                .map(MatchValue::Integer)
-                .ok_or_else(|| bad(format!("match value {n} must be an integer"))),
-            other => Err(bad(format!(
-                "match value must be a string, integer or boolean, got {other}"
-            ))),
-        }
-    }
-
-    fn list(v: &Value, what: &str) -> Result<Vec<MatchValue>> {
-        v.as_array()
-            .ok_or_else(|| bad(format!("`{what}` must be a list")))?
-            .iter()
-            .map(MatchValue::from_json)
-            .collect()
-    }
-}
-
 impl Match {
     fn from_json(v: &Value) -> Result<Match> {
         let o = object(v, "`match`")?;
@@ -291,56 +237,6 @@ impl Match {
                 .map(|s| Match::Text(s.to_string()))
                 .ok_or_else(|| bad("`text` must be a string")),
             other => Err(bad(format!("unknown match kind `{other}`"))),
-        }
-    }
-}
-
-impl Range {
-    fn from_json(v: &Value) -> Result<Range> {
-        let o = object(v, "`range`")?;
-        for k in o.keys() {
-            if !matches!(k.as_str(), "gt" | "gte" | "lt" | "lte") {
-                return Err(bad(format!("unknown range bound `{k}`")));
-            }
-        }
-        let get = |k: &str| o.get(k).filter(|v| !v.is_null());
-        let any_string = ["gt", "gte", "lt", "lte"]
-            .iter()
-            .any(|k| get(k).is_some_and(Value::is_string));
-        if any_string {
-            let dt = |k: &str| -> Result<Option<i64>> {
-                match get(k) {
-                    None => Ok(None),
-                    Some(Value::String(s)) => parse_datetime(s)
-                        .map(Some)
-                        .ok_or_else(|| bad(format!("range `{k}`: {s:?} is not a date-time"))),
-                    Some(other) => Err(bad(format!(
-                        "range `{k}`: mixing a date-time range with {other}"
-                    ))),
-                }
-            };
-            Ok(Range::Datetime {
-                gt: dt("gt")?,
-                gte: dt("gte")?,
-                lt: dt("lt")?,
-                lte: dt("lte")?,
-            })
-        } else {
-            let num = |k: &str| -> Result<Option<f64>> {
-                match get(k) {
-                    None => Ok(None),
-                    Some(x) => x
-                        .as_f64()
-                        .map(Some)
-                        .ok_or_else(|| bad(format!("range `{k}` must be a number, got {x}"))),
-                }
-            };
-            Ok(Range::Numeric {
-                gt: num("gt")?,
-                gte: num("gte")?,
-                lt: num("lt")?,
-                lte: num("lte")?,
-            })
         }
     }
 }

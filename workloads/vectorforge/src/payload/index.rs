@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::path::KeyPath;
 use crate::error::{Error, Result};
-use crate::filter::{MatchValue, Range};
+use crate::filter::value::{MatchValue, Range, parse_datetime};
 use crate::types::{Offset, Payload};
 
 /// Index types (Qdrant's `PayloadSchemaType` names).
@@ -64,26 +64,6 @@ pub(crate) enum Values {
     Bool([RoaringBitmap; 2]),
     Datetime(BTreeMap<i64, RoaringBitmap>),
     Uuid(HashMap<u128, RoaringBitmap>),
-}
-
-/// Parses an RFC 3339 date-time (or a plain date / "YYYY-MM-DD HH:MM:SS") to microseconds (UTC).
-pub fn parse_datetime(s: &str) -> Option<i64> {
-    if let Ok(d) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Some(d.timestamp_micros());
-    }
-    for fmt in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S",
-    ] {
-        if let Ok(d) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
-            return Some(d.and_utc().timestamp_micros());
-        }
-    }
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|d| d.and_utc().timestamp_micros())
 }
 
 /// The index of one field.
