@@ -8,6 +8,10 @@
 //! fsync covers every record written so far (group commit); with `Interval` a
 //! background thread fsyncs.
 //!
+//! Segments without the tag are the first format (`[len][crc][seq][bytes]`,
+//! dense sequence numbers): replay reads them as written and new records go to a
+//! new tagged segment, so logs of older builds open unchanged.
+//!
 //! Replay truncates a torn tail (an incomplete or checksum-failing last record,
 //! or zero bytes to the end of the last segment) and refuses, deleting nothing,
 //! when a damaged record is followed by more data, sits in an older segment, or
@@ -63,6 +67,42 @@ fn segment_name(first: u64) -> String {
     format!("{first:020}.wal")
 }
 
+/// How the records of one segment are framed.
+#[derive(Clone, Copy)]
+struct Format {
+    /// Bytes of a record's header (len, crc, seq and, currently, prev).
+    header: usize,
+    /// Offset of the first record (after the format tag).
+    start: usize,
+    /// Untagged segments of the first format: no `prev`, dense sequence numbers.
+    legacy: bool,
+}
+
+impl Format {
+    const CURRENT: Format = Format {
+        header: HEADER,
+        start: MAGIC.len(),
+        legacy: false,
+    };
+    const LEGACY: Format = Format {
+        header: 16,
+        start: 0,
+        legacy: true,
+    };
+
+    /// Whether `data` starts with one whole record of this format whose checksum holds.
+    fn first_record_checks(self, data: &[u8]) -> bool {
+        let h = self.header;
+        if data.len() < h {
+            return false;
+        }
+        let len = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
+        let crc = u32::from_le_bytes([data[4], data[5], data[6], data[7]]);
+        data.len() >= h + len
+            && crc32c::crc32c_append(crc32c::crc32c(&data[8..h]), &data[h..h + len]) == crc
+    }
+}
+
 /// Creates a new, empty segment (format tag written and synced) for appending.
 fn create_segment(dir: &Path, path: &Path) -> Result<File> {
     let mut f = OpenOptions::new()
@@ -107,6 +147,7 @@ impl Wal {
         let mut last_seq = 0u64;
         let mut first_record = true;
         let mut tail_size = 0u64;
+        let mut legacy_tail = false;
         for (i, (_, path)) in segments.iter().enumerate() {
             let is_last = i + 1 == segments.len();
             let data = fs::read(path).at(path)?;
@@ -115,27 +156,37 @@ impl Wal {
                 offset: offset as u64,
                 reason,
             };
-            if !data.starts_with(MAGIC) {
-                if is_last && unwritten_segment(&data) {
-                    tracing::warn!(path = %path.display(), "rewriting a WAL segment whose header was never written");
-                    let mut f = OpenOptions::new().write(true).open(path).at(path)?;
-                    f.set_len(0)
-                        .and_then(|()| f.write_all(MAGIC))
-                        .and_then(|()| f.sync_all())
-                        .at(path)?;
-                    tail_size = MAGIC.len() as u64;
-                    continue;
+            let format = if data.starts_with(MAGIC) {
+                Format::CURRENT
+            } else if is_last && unwritten_segment(&data) {
+                tracing::warn!(path = %path.display(), "rewriting a WAL segment whose header was never written");
+                let mut f = OpenOptions::new().write(true).open(path).at(path)?;
+                f.set_len(0)
+                    .and_then(|()| f.write_all(MAGIC))
+                    .and_then(|()| f.sync_all())
+                    .at(path)?;
+                tail_size = MAGIC.len() as u64;
+                continue;
+            } else if Format::LEGACY.first_record_checks(&data) {
+                // Written before records carried `prev`: read as it was written (dense
+                // sequence numbers); appends go to a new segment of the current format.
+                tracing::info!(path = %path.display(), "reading a WAL segment of the format before format tags");
+                if is_last {
+                    legacy_tail = true;
                 }
+                Format::LEGACY
+            } else {
                 return Err(corrupt(
                     0,
-                    "not a WAL segment of this format (written by an older vectorforge?)".into(),
+                    "not a WAL segment of a known format (no format tag, and its first record does not check out as the untagged format)".into(),
                 ));
-            }
-            let mut pos = MAGIC.len();
+            };
+            let header = format.header;
+            let mut pos = format.start;
             while pos < data.len() {
                 let rest = &data[pos..];
                 let torn_ok = is_last;
-                if rest.len() < HEADER {
+                if rest.len() < header {
                     if torn_ok {
                         break;
                     }
@@ -146,9 +197,18 @@ impl Wal {
                 let mut sb = [0u8; 8];
                 sb.copy_from_slice(&rest[8..16]);
                 let seq = u64::from_le_bytes(sb);
-                sb.copy_from_slice(&rest[16..24]);
-                let prev = u64::from_le_bytes(sb);
-                if HEADER + len > rest.len() {
+                let prev = if format.legacy {
+                    // dense: the record before is the one read last (or seq - 1)
+                    if first_record {
+                        seq.saturating_sub(1)
+                    } else {
+                        last_seq
+                    }
+                } else {
+                    sb.copy_from_slice(&rest[16..24]);
+                    u64::from_le_bytes(sb)
+                };
+                if header + len > rest.len() {
                     if torn_ok {
                         break;
                     }
@@ -157,10 +217,10 @@ impl Wal {
                         "record extends past the end of the segment".into(),
                     ));
                 }
-                let body = &rest[HEADER..HEADER + len];
-                let ok = crc32c::crc32c_append(crc32c::crc32c(&rest[8..HEADER]), body) == crc;
+                let body = &rest[header..header + len];
+                let ok = crc32c::crc32c_append(crc32c::crc32c(&rest[8..header]), body) == crc;
                 if !ok {
-                    let at_end = HEADER + len == rest.len() || rest.iter().all(|b| *b == 0);
+                    let at_end = header + len == rest.len() || rest.iter().all(|b| *b == 0);
                     if torn_ok && at_end {
                         break;
                     }
@@ -173,6 +233,8 @@ impl Wal {
                 // follow the record before it
                 let chained = if first_record {
                     prev < seq
+                } else if format.legacy {
+                    seq == last_seq + 1
                 } else {
                     prev == last_seq
                 };
@@ -187,7 +249,7 @@ impl Wal {
                 first_record = false;
                 apply(Record { seq, prev, body })?;
                 last_seq = seq;
-                pos += HEADER + len;
+                pos += header + len;
             }
             if is_last && pos < data.len() {
                 tracing::warn!(path = %path.display(), at = pos, dropped = data.len() - pos, "truncating torn WAL tail");
@@ -200,6 +262,13 @@ impl Wal {
             }
         }
         let (file, path, size) = match segments.last() {
+            // Records of the current format never go into an untagged segment.
+            Some(_) if legacy_tail => {
+                let p = dir.join(segment_name(last_seq + 1));
+                let f = create_segment(dir, &p)?;
+                segments.push((last_seq + 1, p.clone()));
+                (f, p, MAGIC.len() as u64)
+            }
             Some((_, p)) => (
                 OpenOptions::new().append(true).open(p).at(p)?,
                 p.clone(),
@@ -470,6 +539,47 @@ mod tests {
         w.append(4, b"x").unwrap();
         drop(w);
         assert_eq!(read_all(tmp.path()).unwrap(), vec![(4, b"x".to_vec())]);
+    }
+
+    /// A record as the first, untagged format framed it: `[len][crc][seq][bytes]`.
+    fn legacy_record(seq: u64, body: &[u8]) -> Vec<u8> {
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&seq.to_le_bytes()), body);
+        let mut r = Vec::new();
+        r.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        r.extend_from_slice(&crc.to_le_bytes());
+        r.extend_from_slice(&seq.to_le_bytes());
+        r.extend_from_slice(body);
+        r
+    }
+
+    #[test]
+    fn a_log_written_before_format_tags_replays_and_grows_in_a_new_segment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let older: Vec<u8> = (1..=3u64)
+            .flat_map(|s| legacy_record(s, &[s as u8; 10]))
+            .collect();
+        let newer: Vec<u8> = (4..=5u64)
+            .flat_map(|s| legacy_record(s, &[s as u8; 10]))
+            .collect();
+        fs::write(d.join(segment_name(1)), &older).unwrap();
+        fs::write(d.join(segment_name(4)), &newer).unwrap();
+        let expected: Vec<(u64, Vec<u8>)> = (1..=5u64).map(|s| (s, vec![s as u8; 10])).collect();
+        assert_eq!(read_all(d).unwrap(), expected);
+        // Appends (gaps allowed now) go to a tagged segment; the old ones stay as written.
+        let w = Wal::open(d, SyncPolicy::Always, 1 << 20, |_| Ok(())).unwrap();
+        w.append(9, b"after").unwrap();
+        drop(w);
+        assert_eq!(fs::read(d.join(segment_name(4))).unwrap(), newer);
+        let mut all = expected.clone();
+        all.push((9, b"after".to_vec()));
+        assert_eq!(read_all(d).unwrap(), all);
+        // A gap inside an untagged segment is corruption, as it always was there.
+        let gapped: Vec<u8> = [legacy_record(1, b"a"), legacy_record(3, b"c")].concat();
+        let other = tempfile::tempdir().unwrap();
+        fs::write(other.path().join(segment_name(1)), &gapped).unwrap();
+        let err = read_all(other.path()).unwrap_err();
+        assert!(err.to_string().contains("record 3"), "{err}");
     }
 
     #[test]
