@@ -70,6 +70,22 @@ where
     }
 }
 
+/// The namespace and name of a namespaced object (both set on anything the API
+/// server returned or a builder made).
+pub fn namespace_and_name(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Result<(&str, &str), Error> {
+    let ns = meta
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingObjectKey("namespace"))?;
+    let name = meta
+        .name
+        .as_deref()
+        .ok_or(Error::MissingObjectKey("name"))?;
+    Ok((ns, name))
+}
+
 /// Names of a list of objects, for `prune`'s keep set.
 pub fn names<'a, K: Resource + 'a>(objs: impl IntoIterator<Item = &'a K>) -> BTreeSet<String> {
     objs.into_iter()

@@ -22,16 +22,7 @@ where
         + DeserializeOwned,
     S: Serialize,
 {
-    let ns = obj
-        .meta()
-        .namespace
-        .as_deref()
-        .ok_or(Error::MissingObjectKey("namespace"))?;
-    let name = obj
-        .meta()
-        .name
-        .as_deref()
-        .ok_or(Error::MissingObjectKey("name"))?;
+    let (ns, name) = super::namespace_and_name(obj.meta())?;
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let body = serde_json::json!({
         "apiVersion": K::api_version(&()),

@@ -121,16 +121,7 @@ pub async fn apply<K: Child>(ctx: &Context, obj: &K) -> Result<K, Error> {
 /// Server-side applies `obj` (force: the operator owns these fields) and returns the
 /// stored object, status included.
 async fn server_side_apply<K: Child>(ctx: &Context, obj: &K) -> Result<K, Error> {
-    let ns = obj
-        .meta()
-        .namespace
-        .as_deref()
-        .ok_or(Error::MissingObjectKey("namespace"))?;
-    let name = obj
-        .meta()
-        .name
-        .as_deref()
-        .ok_or(Error::MissingObjectKey("name"))?;
+    let (ns, name) = crate::controllers::namespace_and_name(obj.meta())?;
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let params = PatchParams::apply(FIELD_MANAGER).force();
     Ok(api.patch(name, &params, &Patch::Apply(obj)).await?)
