@@ -1,0 +1,8 @@
+//! The ModelHub gateway: the data plane of a TrafficPolicy. It routes Open Inference
+//! Protocol v2 requests (REST and gRPC) over the policy's InferenceServices by header
+//! rules, sticky keys and weights, mirrors a share of them, and records per-backend
+//! figures for the operator's canary analysis.
+
+pub mod policy;
+pub mod router;
+pub mod table;
