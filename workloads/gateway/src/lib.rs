@@ -3,6 +3,16 @@
 //! rules, sticky keys and weights, mirrors a share of them, and records per-backend
 //! figures for the operator's canary analysis.
 
+pub mod cli;
+pub mod grpc;
+pub mod mirror;
 pub mod policy;
+pub mod rest;
 pub mod router;
+pub mod server;
+pub mod source_file;
+pub mod source_kube;
+pub mod state;
+pub mod stats;
 pub mod table;
+pub mod upstream;

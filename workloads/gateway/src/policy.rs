@@ -80,7 +80,7 @@ pub struct EndpointSpec {
 
 /// Route requests whose headers all match to one backend.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct HeaderRuleSpec {
     pub headers: Vec<HeaderMatchSpec>,
     pub backend: String,
@@ -88,7 +88,7 @@ pub struct HeaderRuleSpec {
 
 /// One header condition, as the CRD defines it: exactly one of exact, prefix or regex.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct HeaderMatchSpec {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,7 +101,7 @@ pub struct HeaderMatchSpec {
 
 /// Shadow traffic: a copy of `percent` % of inference requests goes to `backend`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct MirrorSpec {
     pub backend: String,
     pub percent: i32,

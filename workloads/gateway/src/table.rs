@@ -2,15 +2,28 @@
 //! ready pods with their outstanding-request counters. Within a backend the pod with the
 //! fewest outstanding requests is picked (ties broken from a random start). A rebuilt
 //! table keeps the counters of pods it still lists, so a policy or endpoint change does
-//! not reset the balance.
+//! not reset the balance. A pod that refused a connection is passed over for
+//! [`EJECT_FOR`] unless every pod of its backend is (the Kubernetes source drops dead
+//! pods from the EndpointSlices; this bridges the seconds until it does).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 
 use crate::policy::{EndpointSpec, Policy};
+
+/// How long a pod that refused a connection is passed over.
+pub const EJECT_FOR: Duration = Duration::from_secs(3);
+
+static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+
+fn now_ms() -> u64 {
+    u64::try_from(EPOCH.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
 
 /// Which port of a pod a request goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +47,8 @@ impl Protocol {
 pub struct Pod {
     pub endpoint: EndpointSpec,
     outstanding: AtomicUsize,
+    /// Milliseconds since [`EPOCH`] until which the pod is passed over.
+    ejected_until: AtomicU64,
 }
 
 impl Pod {
@@ -41,7 +56,12 @@ impl Pod {
         Self {
             endpoint,
             outstanding: AtomicUsize::new(0),
+            ejected_until: AtomicU64::new(0),
         }
+    }
+
+    fn ejected(&self) -> bool {
+        self.ejected_until.load(Ordering::Relaxed) > now_ms()
     }
 
     /// Requests sent to this pod and not yet answered.
@@ -62,6 +82,14 @@ impl Pod {
 pub struct InFlight {
     pod: Arc<Pod>,
     pub addr: SocketAddr,
+}
+
+impl InFlight {
+    /// The pod refused the connection: pass it over for a while.
+    pub fn eject(&self) {
+        let until = now_ms().saturating_add(u64::try_from(EJECT_FOR.as_millis()).unwrap_or(0));
+        self.pod.ejected_until.store(until, Ordering::Relaxed);
+    }
 }
 
 impl Drop for InFlight {
@@ -115,7 +143,8 @@ impl Table {
             return None;
         }
         let start = rng.random_range(0..pods.len());
-        let mut best: Option<(&Arc<Pod>, SocketAddr, usize)> = None;
+        // (pod, address, (ejected, load)): healthy pods first, then the least loaded.
+        let mut best: Option<(&Arc<Pod>, SocketAddr, (bool, usize))> = None;
         for k in 0..pods.len() {
             let pod = &pods[(start + k) % pods.len()];
             let Some(addr) = pod.addr(proto) else {
@@ -124,9 +153,9 @@ impl Table {
             if exclude.contains(&addr) {
                 continue;
             }
-            let load = pod.outstanding();
-            if best.is_none_or(|(_, _, l)| load < l) {
-                best = Some((pod, addr, load));
+            let key = (pod.ejected(), pod.outstanding());
+            if best.is_none_or(|(_, _, k)| key < k) {
+                best = Some((pod, addr, key));
             }
         }
         let (pod, addr, _) = best?;
@@ -212,6 +241,33 @@ mod tests {
         assert!(t.pick(0, Protocol::Grpc, &[], &mut rng).is_none());
         assert_eq!(t.ready_pods(0, Protocol::Rest), 2);
         assert_eq!(t.ready_pods(0, Protocol::Grpc), 0);
+    }
+
+    #[test]
+    fn ejected_pods_are_passed_over_while_others_remain() {
+        let t = table(&[1, 2], None);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        loop {
+            let f = t.pick(0, Protocol::Rest, &[], &mut rng).unwrap();
+            if f.addr.port() == 1 {
+                f.eject();
+                break;
+            }
+        }
+        let held: Vec<InFlight> = (0..5)
+            .map(|_| t.pick(0, Protocol::Rest, &[], &mut rng).unwrap())
+            .collect();
+        assert!(
+            held.iter().all(|f| f.addr.port() == 2),
+            "busy but healthy beats ejected"
+        );
+        let excl = [SocketAddr::from(([127, 0, 0, 1], 2))];
+        let last = t.pick(0, Protocol::Rest, &excl, &mut rng).unwrap();
+        assert_eq!(
+            last.addr.port(),
+            1,
+            "an ejected pod is still used when it is the only one"
+        );
     }
 
     #[test]
