@@ -248,7 +248,12 @@ async fn a_killed_pod_costs_at_most_its_in_flight_requests() {
     })
     .await;
     p2.proc.kill();
+    let at_kill = done.load(Ordering::Relaxed);
     let results = load.await.unwrap();
+    assert!(
+        at_kill < 2500,
+        "the kill came too late to matter ({at_kill} done)"
+    );
     let errors: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
     assert!(
         errors.len() <= CONCURRENCY,
@@ -376,4 +381,52 @@ async fn bad_requests_get_protocol_error_bodies() {
     let (s, m) = http.get(&gw.url("/metrics")).await.unwrap();
     assert_eq!(s, 200);
     assert!(String::from_utf8_lossy(&m).contains("gateway_no_backend_total"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_connections_are_retried_on_another_pod() {
+    let v1 = Backend::start("1").await;
+    // Two dead pods, one per protocol: a refused pod is passed over for a while on both
+    // ports, and each protocol's retry must be exercised on its own.
+    let dead_port = || {
+        Some(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            common::free_port(),
+        )))
+    };
+    let dead_rest = EndpointSpec {
+        http: dead_port(),
+        grpc: None,
+    };
+    let dead_grpc = EndpointSpec {
+        http: None,
+        grpc: dead_port(),
+    };
+    let policy = PolicySpec {
+        backends: vec![backend("a", 100, vec![dead_rest, dead_grpc, v1.endpoint()])],
+        ..Default::default()
+    };
+    let gw = Gateway::start(&policy).await;
+    // Sequential requests: an idle dead pod is as "least loaded" as the live one, so the
+    // first requests try it, are refused, and must be retried, not failed.
+    let http = Http::new();
+    for _ in 0..20 {
+        assert_eq!(http.infer(&gw.url(""), &[]).await.unwrap(), "1");
+    }
+    let mut client = gw.grpc_client().await;
+    for _ in 0..20 {
+        let resp = client.model_infer(grpc_infer(&[])).await.unwrap();
+        assert_eq!(resp.into_inner().model_version, "1");
+    }
+    let (_, m) = http.get(&gw.url("/metrics")).await.unwrap();
+    let m = String::from_utf8_lossy(&m);
+    for proto in ["rest", "grpc"] {
+        let line = format!(
+            r#"gateway_request_errors_total{{backend="a",kind="connect",protocol="{proto}",role="primary"}}"#
+        );
+        assert!(
+            m.contains(&line),
+            "{proto}: the dead pod was never tried:\n{m}"
+        );
+    }
 }
