@@ -1,11 +1,13 @@
 //! What the gateway forwards and returns, against an in-process echo backend (no
 //! tinyinfer needed): the W3C trace context and the binary tensor extension's
 //! `Inference-Header-Content-Length` reach the backend, the body arrives byte for byte,
-//! hop-by-hop headers do not, and a backend 5xx is passed through and counted.
+//! hop-by-hop headers do not, and a backend 5xx is passed through and counted; SIGTERM
+//! lets an in-flight request finish.
 
 mod common;
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -14,6 +16,9 @@ use axum::routing::post;
 use common::{Gateway, Http, figures, wait_for};
 use gateway::policy::{BackendSpec, EndpointSpec, PolicySpec};
 
+/// Set when a request asking for a delay has arrived.
+static DELAYED_ARRIVED: AtomicBool = AtomicBool::new(false);
+
 async fn echo(headers: HeaderMap, body: Bytes) -> (StatusCode, axum::Json<serde_json::Value>) {
     let h = |n: &str| {
         headers
@@ -21,6 +26,10 @@ async fn echo(headers: HeaderMap, body: Bytes) -> (StatusCode, axum::Json<serde_
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    if let Some(ms) = h("x-delay-ms").and_then(|v| v.parse().ok()) {
+        DELAYED_ARRIVED.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let status = if h("x-fail").is_some() {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
@@ -36,8 +45,7 @@ async fn echo(headers: HeaderMap, body: Bytes) -> (StatusCode, axum::Json<serde_
     (status, axum::Json(json))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn trace_context_binary_header_and_body_reach_the_backend() {
+async fn echo_gateway() -> Gateway {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = Router::new().route("/v2/models/{m}/infer", post(echo));
@@ -54,7 +62,59 @@ async fn trace_context_binary_header_and_body_reach_the_backend() {
         }],
         ..Default::default()
     };
-    let gw = Gateway::start(&policy).await;
+    Gateway::start(&policy).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests() {
+    let mut gw = echo_gateway().await;
+    let http = Http::new();
+    let url = gw.url("/v2/models/m/infer");
+    let in_flight = tokio::spawn(async move {
+        http.send(
+            http::Method::POST,
+            &url,
+            &[("x-delay-ms", "1000")],
+            Bytes::new(),
+        )
+        .await
+    });
+    wait_for(
+        "the slow request at the backend",
+        Duration::from_secs(10),
+        || async { DELAYED_ARRIVED.load(Ordering::SeqCst) },
+    )
+    .await;
+    let pid = gw.proc.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (status, _) = in_flight.await.unwrap().unwrap();
+    assert_eq!(status, 200, "the in-flight request finished");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = gw.proc.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gateway still running after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "{exit:?}\n{}", gw.proc.log());
+    assert!(
+        gw.proc.log().contains("gateway stopped"),
+        "{}",
+        gw.proc.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_context_binary_header_and_body_reach_the_backend() {
+    let gw = echo_gateway().await;
     let http = Http::new();
     let body: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     let crc = body
