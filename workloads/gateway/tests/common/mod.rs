@@ -138,6 +138,14 @@ impl Backend {
     }
 }
 
+/// `GATEWAY_BIN`, else the binary cargo built for this test.
+fn gateway_bin() -> PathBuf {
+    std::env::var_os("GATEWAY_BIN")
+        .map(PathBuf::from)
+        .or_else(|| option_env!("CARGO_BIN_EXE_gateway").map(PathBuf::from))
+        .expect("GATEWAY_BIN is not set")
+}
+
 /// The gateway binary over a policy file.
 pub struct Gateway {
     pub proc: Proc,
@@ -152,7 +160,7 @@ impl Gateway {
         let policy_path = dir.path().join("policy.json");
         std::fs::write(&policy_path, serde_json::to_vec(policy).unwrap()).unwrap();
         let (hp, gp) = (free_port(), free_port());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        let mut cmd = Command::new(gateway_bin());
         cmd.arg("--policy-file")
             .arg(&policy_path)
             .args(["--bind", "127.0.0.1", "--policy-poll-ms", "100"])
@@ -163,7 +171,10 @@ impl Gateway {
                 &gp.to_string(),
             ])
             .args(["--request-timeout-ms", "20000"])
-            .env("RUST_LOG", "info");
+            .env(
+                "RUST_LOG",
+                std::env::var("GATEWAY_LOG").unwrap_or_else(|_| "info".into()),
+            );
         let proc = spawn(cmd, dir);
         let g = Self {
             proc,
