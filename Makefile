@@ -26,6 +26,7 @@ include e2e/cluster/cluster.mk
 -include workloads/vectorforge-server/vectorforge-server.mk
 -include workloads/vectorforge-server/bench.mk
 -include workloads/tinyinfer/tinyinfer.mk
+-include workloads/gateway/gateway.mk
 include e2e/kind/kind.mk
 include e2e/node-agent/node-agent.mk
 

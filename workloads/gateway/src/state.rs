@@ -1,0 +1,79 @@
+//! What both proxies share: the current routing table (replaced whole by the policy
+//! source), the upstream clients, the mirror queue, and the draining flag that turns
+//! `/readyz` to 503 on shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use http::HeaderMap;
+use tokio::sync::watch;
+
+use crate::mirror::Mirror;
+use crate::router::{self, Decision};
+use crate::table::Table;
+use crate::upstream::Upstreams;
+
+/// Why a request could not be routed (503 / UNAVAILABLE).
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("the gateway has not loaded its TrafficPolicy yet")]
+    NoPolicy,
+    #[error(transparent)]
+    AllWeightsZero(#[from] router::AllWeightsZero),
+}
+
+/// Shared gateway state.
+pub struct Gateway {
+    pub table: watch::Receiver<Option<Arc<Table>>>,
+    pub upstreams: Arc<Upstreams>,
+    pub mirror: Mirror,
+    draining: AtomicBool,
+}
+
+impl Gateway {
+    pub fn new(
+        table: watch::Receiver<Option<Arc<Table>>>,
+        upstreams: Arc<Upstreams>,
+        mirror: Mirror,
+    ) -> Self {
+        Self {
+            table,
+            upstreams,
+            mirror,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// The table in force now.
+    pub fn current(&self) -> Option<Arc<Table>> {
+        self.table.borrow().clone()
+    }
+
+    /// Routes a request: the table it was routed with, the decision and, for inference
+    /// requests, the mirror backend if this one gets a copy.
+    pub fn route(
+        &self,
+        headers: &HeaderMap,
+        is_infer: bool,
+    ) -> Result<(Arc<Table>, Decision, Option<usize>), RouteError> {
+        let table = self.current().ok_or(RouteError::NoPolicy)?;
+        let mut rng = rand::rng();
+        let decision = router::route(&table.policy, headers, &mut rng)?;
+        let mirror = if is_infer {
+            router::mirror(&table.policy, decision.backend, &mut rng)
+        } else {
+            None
+        };
+        Ok((table, decision, mirror))
+    }
+
+    /// Ready: a policy is loaded and the gateway is not shutting down.
+    pub fn ready(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed) && self.table.borrow().is_some()
+    }
+
+    /// Starts draining: `/readyz` answers 503 from now on.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+}
