@@ -39,7 +39,7 @@ TARGET_DIR        = $(shell $(CARGO) metadata --format-version 1 --no-deps | $(P
 # ---------------------------------------------------------------- newcomer entry points
 .PHONY: up down
 up: cluster-up build-operator build-node-agent install-crds ort-lib minilm-assets ## bring up the local cluster, operator and node agent, apply the samples, show their status
-	$(CARGO) build -p tinyinfer -p vectorforge-server --bins
+	$(CARGO) build -p tinyinfer -p vectorforge-server -p gateway --bins
 	cp -f $(ORT_LIB) $(TARGET_DIR)/debug/libonnxruntime.so  # tinyinfer finds ONNX Runtime beside its binary
 	e2e/up-operator.sh "$(TARGET_DIR)/debug/modelhub-operator" "$(OPERATOR_STATE)" "$(OPERATOR_METRICS)"
 	# The demo agent serves only the demo namespace, so it never runs (and strands) the

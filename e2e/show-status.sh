@@ -15,12 +15,12 @@ ready() { # ready KIND NAME: the resource's Ready condition is True
 }
 pod_ip() { k get pod "$1" -o jsonpath='{.status.podIP}' 2>/dev/null || true; }
 
-# The samples settle when the InferenceService and the VectorCollection are Ready (the
-# TrafficPolicy's gateway has no binary yet, so it is not waited for).
+# The samples settle when the InferenceService, the VectorCollection and the
+# TrafficPolicy (its gateway pods) are Ready.
 echo "==> waiting up to ${settle}s for the samples to become Ready"
 start=$SECONDS
 while :; do
-  if ready isvc minilm && ready vc docs; then
+  if ready isvc minilm && ready vc docs && ready tp embeddings; then
     echo "    settled after $((SECONDS - start))s"
     break
   fi
@@ -46,11 +46,20 @@ k get modelhub -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}:{"\n"}{ran
 
 isvc_ip=$(pod_ip minilm-0)
 vc_ip=$(pod_ip docs-shard-0-0)
+gw_pod=$(k get pods -l app.kubernetes.io/name=gateway,app.kubernetes.io/instance=embeddings \
+  -o jsonpath='{.items[0].metadata.name}' 2>/dev/null || true)
+gw_ip=$([ -n "$gw_pod" ] && pod_ip "$gw_pod" || true)
 infer_body='{"inputs":[{"name":"text","shape":[1],"datatype":"BYTES","data":["hello"]}]}'
 echo
 if [ -n "$isvc_ip" ]; then
   echo "=== minilm-0 ($isvc_ip) embeds \"hello\" (first numbers of the 384-d answer) ==="
   curl -s --max-time 10 -X POST "http://$isvc_ip:8080/v2/models/minilm/infer" \
+    -H 'content-type: application/json' -d "$infer_body" | cut -c1-300 || echo "(no answer yet)"
+  echo
+fi
+if [ -n "$gw_ip" ]; then
+  echo "=== the same request through the embeddings TrafficPolicy's gateway ($gw_pod, $gw_ip) ==="
+  curl -s --max-time 10 -X POST "http://$gw_ip:8080/v2/models/minilm/infer" \
     -H 'content-type: application/json' -d "$infer_body" | cut -c1-300 || echo "(no answer yet)"
   echo
 fi
@@ -62,15 +71,19 @@ fi
 
 cat <<EOF
 
-The node agent runs the pods as local processes: tinyinfer serves MiniLM, vectorforge
-serves each shard pod's collection (single-node: no replication yet); gateway pods wait
-with ErrImagePull until that binary exists.
+The node agent runs the pods as local processes: tinyinfer serves MiniLM, the gateway
+routes the embeddings TrafficPolicy to it, vectorforge serves each shard pod's
+collection (single-node: no replication yet). ClusterIP Services do not route on the
+local cluster (no kube-proxy): use the pod addresses.
 
 Next:
   source e2e/cluster/env.sh                 # kubectl/helm on PATH, KUBECONFIG
   kubectl get modelhub -A
   curl -s -X POST http://${isvc_ip:-<minilm-0 pod IP>}:8080/v2/models/minilm/infer -H 'content-type: application/json' \\
     -d '$infer_body'
+  curl -s -X POST http://${gw_ip:-<gateway pod IP>}:8080/v2/models/minilm/infer -H 'content-type: application/json' \\
+    -d '$infer_body'   # through the gateway
+  curl -s "http://${gw_ip:-<gateway pod IP>}:8080/stats?window=60s"
   curl -s http://${vc_ip:-<docs-shard-0-0 pod IP>}:6333/collections/docs
   kubectl scale isvc/minilm -n $ns --replicas=2
   make logs POD=$ns/minilm-0
