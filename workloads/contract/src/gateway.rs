@@ -5,6 +5,10 @@
 /// finds its TrafficPolicy.
 pub const NAMESPACE_ENV: &str = "POD_NAMESPACE";
 
+/// Environment variable holding the API key clients must present (from the Secret named
+/// by the TrafficPolicy's `spec.gateway.apiKeySecretRef`); unset: no authentication.
+pub const API_KEY_ENV: &str = "GATEWAY_API_KEY";
+
 /// Everything the operator tells a gateway pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GatewayArgs {

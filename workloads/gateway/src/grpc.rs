@@ -3,6 +3,9 @@
 //! HTTP/2 channel per backend pod. Routing reads the request metadata (HTTP/2 headers),
 //! so header rules and sticky keys work as on REST; `ModelInfer` is mirrored. The
 //! proto has no streaming call. A routing failure is UNAVAILABLE with the reason.
+//! Admission comes first ([`crate::guard`], metadata as headers): UNAUTHENTICATED
+//! without the right API key, RESOURCE_EXHAUSTED (with `retry-after` metadata) over
+//! the client's rate.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,6 +18,7 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use crate::guard::{self, Refusal};
 use crate::mirror::MirrorJob;
 use crate::state::Gateway;
 use crate::stats::{Outcome, Role};
@@ -45,6 +49,8 @@ impl GrpcProxy {
     {
         let up = &self.gw.upstreams;
         let mut headers = req.metadata().clone().into_headers();
+        let peer = req.remote_addr().map(|a| a.ip());
+        self.gw.admit(&headers, peer).map_err(|r| refused(&r))?;
         let timeout = headers
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
@@ -53,7 +59,14 @@ impl GrpcProxy {
         let span = tracing::info_span!("grpc_proxy");
         modelhub_telemetry::propagation::set_parent_from_headers(&span, &headers);
         modelhub_telemetry::propagation::inject_into_headers(&span, &mut headers);
+        let (table, decision, mirror) = self.gw.route(&headers, is_infer).map_err(|e| {
+            up.stats.no_backend.with_label_values(&["grpc"]).inc();
+            Status::unavailable(e.to_string())
+        })?;
         let mut fwd = forwardable(&headers);
+        if table.policy.api_key.is_some() {
+            guard::strip_credentials(&mut fwd);
+        }
         for h in [
             "grpc-timeout",
             "content-type",
@@ -63,10 +76,6 @@ impl GrpcProxy {
             fwd.remove(h);
         }
         let metadata = MetadataMap::from_headers(fwd);
-        let (table, decision, mirror) = self.gw.route(&headers, is_infer).map_err(|e| {
-            up.stats.no_backend.with_label_values(&["grpc"]).inc();
-            Status::unavailable(e.to_string())
-        })?;
         let message = req.into_inner();
         if let Some(m) = mirror
             && let MirrorPayload::Infer(request) = MirrorPayload::from(message.clone())
@@ -141,6 +150,19 @@ impl GrpcProxy {
                     ));
                 }
             }
+        }
+    }
+}
+
+/// The status of a refused call.
+fn refused(r: &Refusal) -> Status {
+    match r {
+        Refusal::MissingKey | Refusal::WrongKey => Status::unauthenticated(r.to_string()),
+        Refusal::RateLimited { retry_after_secs } => {
+            let mut s = Status::resource_exhausted(r.to_string());
+            s.metadata_mut()
+                .insert("retry-after", (*retry_after_secs).into());
+            s
         }
     }
 }

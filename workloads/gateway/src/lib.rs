@@ -3,8 +3,10 @@
 //! rules, sticky keys and weights, mirrors a share of them, and records per-backend
 //! figures for the operator's canary analysis.
 
+pub mod bucket;
 pub mod cli;
 pub mod grpc;
+pub mod guard;
 pub mod mirror;
 pub mod policy;
 pub mod rest;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use gateway::cli::Args;
 use gateway::mirror::Mirror;
+use gateway::policy::ApiKey;
 use gateway::state::Gateway;
 use gateway::stats::Stats;
 use gateway::upstream::Upstreams;
@@ -26,16 +27,24 @@ async fn main() -> anyhow::Result<()> {
         args.mirror_concurrency,
     );
     let (tx, rx) = watch::channel(None);
+    let api_key = std::env::var(modelhub_contract::gateway::API_KEY_ENV)
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| ApiKey(k.trim().to_owned()));
+    if api_key.is_some() {
+        tracing::info!("API key authentication on");
+    }
     if let Some(path) = &args.policy_file {
         gateway::source_file::start(
             path.clone(),
             tx,
             Duration::from_millis(args.policy_poll_ms.max(10)),
+            api_key,
         )?;
     } else if let Some(policy) = &args.policy {
         let namespace = std::env::var(modelhub_contract::gateway::NAMESPACE_ENV)
             .context("POD_NAMESPACE must name the TrafficPolicy's namespace")?;
-        gateway::source_kube::start(namespace, policy.clone(), tx)
+        gateway::source_kube::start(namespace, policy.clone(), api_key, tx)
             .await
             .context("cannot start the Kubernetes policy source")?;
     }

@@ -1,7 +1,8 @@
 //! The routing policy a gateway applies: the wire form ([`PolicySpec`], what the static
 //! `--policy-file` holds and what the Kubernetes source builds from a TrafficPolicy and
 //! its backends' EndpointSlices) and the validated form ([`Policy`]) the router reads,
-//! with header names parsed and regexes compiled once.
+//! with header names parsed and regexes compiled once. It also carries the admission
+//! settings (API key, per-client rate limit) that [`crate::guard`] enforces.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 /// A policy that cannot be applied, worded for the operator's log.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq)]
 pub enum PolicyError {
     #[error("the policy has no backends")]
     NoBackends,
@@ -37,10 +38,18 @@ pub enum PolicyError {
     BadMirrorPercent(i32),
     #[error("invalid sticky header name {0:?}")]
     BadStickyHeader(String),
+    #[error("the API key is empty")]
+    EmptyApiKey,
+    #[error("rateLimit.requestsPerSecond {0} must be a finite number greater than 0")]
+    BadRate(f64),
+    #[error("rateLimit.burst {0} must be at least 1")]
+    BadBurst(i64),
+    #[error("invalid rateLimit.clientHeader {0:?}")]
+    BadClientHeader(String),
 }
 
 /// Serialized policy: the static file's format and the Kubernetes source's output.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicySpec {
     pub backends: Vec<BackendSpec>,
@@ -54,6 +63,71 @@ pub struct PolicySpec {
     /// The TrafficPolicy's `status.effectiveWeights`; empty means "use the spec weights".
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub effective_weights: Vec<BackendWeight>,
+    /// When set, every OIP request must present this key. The file may hold it; the
+    /// Kubernetes source fills it from `GATEWAY_API_KEY` (the TrafficPolicy's Secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<ApiKey>,
+    /// Per-client token bucket (`spec.gateway.rateLimit` of the TrafficPolicy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+}
+
+/// An API key; `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ApiKey(pub String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+/// Token bucket per client key, as `spec.gateway.rateLimit` spells it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitSpec {
+    /// Tokens added per second (the sustained rate of one client).
+    pub requests_per_second: f64,
+    /// Bucket size: requests one client may send at once after being idle.
+    pub burst: i64,
+    /// Header naming the client; absent: the API key when auth is on, else the peer IP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_header: Option<String>,
+}
+
+/// A validated rate limit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: f64,
+    pub client_header: Option<HeaderName>,
+}
+
+impl RateLimit {
+    fn compile(spec: &RateLimitSpec) -> Result<Self, PolicyError> {
+        let rps = spec.requests_per_second;
+        if !rps.is_finite() || rps <= 0.0 {
+            return Err(PolicyError::BadRate(rps));
+        }
+        if spec.burst < 1 {
+            return Err(PolicyError::BadBurst(spec.burst));
+        }
+        let client_header = spec
+            .client_header
+            .as_deref()
+            .map(|h| {
+                HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| PolicyError::BadClientHeader(h.to_owned()))
+            })
+            .transpose()?;
+        Ok(Self {
+            per_second: rps,
+            // Exact for any burst the CRD allows (at most 1e6).
+            burst: spec.burst as f64,
+            client_header,
+        })
+    }
 }
 
 /// One backend (an InferenceService) and its ready pods.
@@ -159,6 +233,9 @@ pub struct Policy {
     /// Mirror backend index and percent.
     pub mirror: Option<(usize, u32)>,
     pub sticky_header: Option<HeaderName>,
+    /// Key every OIP request must present; `None`: no authentication.
+    pub api_key: Option<ApiKey>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Policy {
@@ -243,11 +320,21 @@ impl Policy {
                     .map_err(|_| PolicyError::BadStickyHeader(h.to_owned()))
             })
             .transpose()?;
+        if spec.api_key.as_ref().is_some_and(|k| k.0.is_empty()) {
+            return Err(PolicyError::EmptyApiKey);
+        }
+        let rate_limit = spec
+            .rate_limit
+            .as_ref()
+            .map(RateLimit::compile)
+            .transpose()?;
         Ok(Self {
             backends,
             rules,
             mirror,
             sticky_header,
+            api_key: spec.api_key.clone(),
+            rate_limit,
         })
     }
 

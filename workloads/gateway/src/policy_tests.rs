@@ -159,3 +159,48 @@ fn matchers_compare_exactly_by_prefix_and_by_whole_value_regex() {
     assert!(re.matches("beta") && re.matches("x"));
     assert!(!re.matches("beta1"), "a regex describes the whole value");
 }
+
+#[test]
+fn rate_limits_and_api_keys_are_validated() {
+    let with = |rps: f64, burst: i64, header: Option<&str>| PolicySpec {
+        rate_limit: Some(crate::policy::RateLimitSpec {
+            requests_per_second: rps,
+            burst,
+            client_header: header.map(Into::into),
+        }),
+        ..spec()
+    };
+    let ok = Policy::compile(&with(0.5, 2, Some("X-User"))).unwrap();
+    let rl = ok.rate_limit.unwrap();
+    assert_eq!((rl.per_second, rl.burst), (0.5, 2.0));
+    assert_eq!(rl.client_header.unwrap().as_str(), "x-user");
+    for (rps, err) in [(0.0, "0"), (-1.0, "-1"), (f64::NAN, "NaN")] {
+        let e = Policy::compile(&with(rps, 1, None)).unwrap_err();
+        assert!(matches!(e, PolicyError::BadRate(_)), "{err}: {e}");
+    }
+    assert_eq!(
+        Policy::compile(&with(1.0, 0, None)).unwrap_err(),
+        PolicyError::BadBurst(0)
+    );
+    assert_eq!(
+        Policy::compile(&with(1.0, 1, Some("bad header"))).unwrap_err(),
+        PolicyError::BadClientHeader("bad header".into())
+    );
+    let empty_key = PolicySpec {
+        api_key: Some(crate::policy::ApiKey(String::new())),
+        ..spec()
+    };
+    assert_eq!(
+        Policy::compile(&empty_key).unwrap_err(),
+        PolicyError::EmptyApiKey
+    );
+    // The file spells the fields as the CRD does; Debug never shows the key.
+    let parsed: PolicySpec = serde_json::from_value(serde_json::json!({
+        "backends": [{"name": "a", "weight": 100}],
+        "apiKey": "s3cret",
+        "rateLimit": {"requestsPerSecond": 3, "burst": 4}
+    }))
+    .unwrap();
+    assert_eq!(parsed.rate_limit.as_ref().map(|r| r.burst), Some(4));
+    assert!(!format!("{parsed:?}").contains("s3cret"));
+}

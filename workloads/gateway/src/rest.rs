@@ -5,16 +5,18 @@
 //! with the protocol's error body `{"error": "..."}`.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use oip::ErrorBody;
 
+use crate::guard::{self, Refusal};
 use crate::mirror::MirrorJob;
 use crate::state::Gateway;
 use crate::stats::{Role, parse_window};
@@ -40,6 +42,24 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
         error: message.into(),
     };
     (status, axum::Json(body)).into_response()
+}
+
+/// The answer to a refused request.
+fn refused(r: &Refusal) -> Response {
+    match r {
+        Refusal::MissingKey | Refusal::WrongKey => {
+            let mut resp = error(StatusCode::UNAUTHORIZED, r.to_string());
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp
+        }
+        Refusal::RateLimited { retry_after_secs } => {
+            let mut resp = error(StatusCode::TOO_MANY_REQUESTS, r.to_string());
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            resp
+        }
+    }
 }
 
 async fn readyz(State(gw): State<Arc<Gateway>>) -> Response {
@@ -87,6 +107,13 @@ async fn proxy(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
     if path != "/v2" && !path.starts_with("/v2/") {
         return error(StatusCode::NOT_FOUND, format!("no route for {path}"));
     }
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Err(r) = gw.admit(&parts.headers, peer) {
+        return refused(&r);
+    }
     let is_infer = path.ends_with("/infer");
     let path_and_query = parts
         .uri
@@ -113,6 +140,9 @@ async fn proxy(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         }
     };
     let mut headers = parts.headers;
+    if table.policy.api_key.is_some() {
+        guard::strip_credentials(&mut headers);
+    }
     modelhub_telemetry::propagation::inject_into_headers(&tracing::Span::current(), &mut headers);
     let request = RestRequest {
         method: parts.method,

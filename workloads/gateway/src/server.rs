@@ -61,8 +61,9 @@ pub async fn serve(
     let wait = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let rest = axum::serve(http, crate::rest::router(Arc::clone(&gw)))
-        .with_graceful_shutdown(wait(stop_rx.clone()));
+    let app =
+        crate::rest::router(Arc::clone(&gw)).into_make_service_with_connect_info::<SocketAddr>();
+    let rest = axum::serve(http, app).with_graceful_shutdown(wait(stop_rx.clone()));
     let grpc_service = GrpcInferenceServiceServer::new(GrpcProxy::new(Arc::clone(&gw)))
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);

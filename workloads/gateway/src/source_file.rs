@@ -1,6 +1,7 @@
 //! The static policy source (`--policy-file`): a JSON [`PolicySpec`] with the backends'
 //! pod addresses, re-read when its contents change, so the data plane runs and is tested
 //! on loopback without a cluster. An invalid edit is logged and the previous table stays.
+//! The file's `apiKey` wins over `GATEWAY_API_KEY`; `rateLimit` as in the TrafficPolicy.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::policy::{Policy, PolicyError, PolicySpec};
+use crate::policy::{ApiKey, Policy, PolicyError, PolicySpec};
 use crate::table::Table;
 
 /// Why the policy file could not be applied.
@@ -34,21 +35,25 @@ pub enum FileError {
     },
 }
 
-/// Reads and validates the policy file.
-pub fn load(path: &Path) -> Result<(Vec<u8>, Policy), FileError> {
+/// Reads and validates the policy file; `env_key` is the API key when the file has none.
+pub fn load(path: &Path, env_key: Option<&ApiKey>) -> Result<(Vec<u8>, Policy), FileError> {
     let bytes = std::fs::read(path).map_err(|source| FileError::Read {
         path: path.to_owned(),
         source,
     })?;
-    let policy = parse(path, &bytes)?;
+    let policy = parse(path, &bytes, env_key)?;
     Ok((bytes, policy))
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<Policy, FileError> {
-    let spec: PolicySpec = serde_json::from_slice(bytes).map_err(|source| FileError::Parse {
-        path: path.to_owned(),
-        source,
-    })?;
+fn parse(path: &Path, bytes: &[u8], env_key: Option<&ApiKey>) -> Result<Policy, FileError> {
+    let mut spec: PolicySpec =
+        serde_json::from_slice(bytes).map_err(|source| FileError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+    if spec.api_key.is_none() {
+        spec.api_key = env_key.cloned();
+    }
     Policy::compile(&spec).map_err(|source| FileError::Invalid {
         path: path.to_owned(),
         source,
@@ -68,8 +73,9 @@ pub fn start(
     path: PathBuf,
     tx: watch::Sender<Option<Arc<Table>>>,
     interval: Duration,
+    env_key: Option<ApiKey>,
 ) -> Result<(), FileError> {
-    let (mut last, policy) = load(&path)?;
+    let (mut last, policy) = load(&path, env_key.as_ref())?;
     publish(&tx, policy);
     tracing::info!(path = %path.display(), "policy loaded");
     tokio::spawn(async move {
@@ -85,7 +91,7 @@ pub fn start(
             if bytes == last {
                 continue;
             }
-            match parse(&path, &bytes) {
+            match parse(&path, &bytes, env_key.as_ref()) {
                 Ok(policy) => {
                     publish(&tx, policy);
                     tracing::info!(path = %path.display(), "policy reloaded");

@@ -5,7 +5,8 @@
 //! `status.effectiveWeights`, the sticky header from the annotation [`STICKY_ANNOTATION`]
 //! (the CRD has no field for it), and each backend's ready endpoints from the slices
 //! labelled `kubernetes.io/service-name=<InferenceService>` (ports named `http` / `grpc`,
-//! or numbered 8080 / 8081).
+//! or numbered 8080 / 8081), and `spec.gateway.rateLimit`. The API key is not in the
+//! object: it comes from the pod's `GATEWAY_API_KEY` (the Secret the operator names).
 //!
 //! The gateway reads its own serde view of the fields it needs rather than the
 //! operator's types, so it does not depend on the operator crate.
@@ -23,8 +24,8 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::policy::{
-    BackendSpec, BackendWeight, EndpointSpec, HeaderRuleSpec, MirrorSpec, Policy, PolicyError,
-    PolicySpec,
+    ApiKey, BackendSpec, BackendWeight, EndpointSpec, HeaderRuleSpec, MirrorSpec, Policy,
+    PolicyError, PolicySpec, RateLimitSpec,
 };
 use crate::source_file::publish;
 use crate::table::Table;
@@ -53,6 +54,15 @@ struct SpecView {
     rules: Vec<HeaderRuleSpec>,
     #[serde(default)]
     mirror: Option<MirrorSpec>,
+    #[serde(default)]
+    gateway: Option<GatewayView>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GatewayView {
+    #[serde(default)]
+    rate_limit: Option<RateLimitSpec>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +113,8 @@ pub fn translate(
         mirror: spec.mirror,
         sticky_header,
         effective_weights: status.effective_weights,
+        api_key: None,
+        rate_limit: spec.gateway.and_then(|g| g.rate_limit),
     })
 }
 
@@ -153,6 +165,7 @@ pub fn endpoints_of(service: &str, slices: &[&EndpointSlice]) -> Vec<EndpointSpe
 /// Objects seen so far.
 #[derive(Default)]
 struct World {
+    api_key: Option<ApiKey>,
     tp: Option<DynamicObject>,
     slices: BTreeMap<String, EndpointSlice>,
     pending_slices: Option<BTreeMap<String, EndpointSlice>>,
@@ -162,7 +175,11 @@ impl World {
     fn rebuild(&self, tx: &watch::Sender<Option<Arc<Table>>>) {
         let Some(tp) = &self.tp else { return };
         let slices: Vec<&EndpointSlice> = self.slices.values().collect();
-        match translate(tp, &slices).and_then(|s| Ok(Policy::compile(&s)?)) {
+        let spec = translate(tp, &slices).map(|s| PolicySpec {
+            api_key: self.api_key.clone(),
+            ..s
+        });
+        match spec.and_then(|s| Ok(Policy::compile(&s)?)) {
             Ok(policy) => {
                 let pods: HashMap<&str, usize> = policy
                     .backends
@@ -184,9 +201,11 @@ fn slice_key(s: &EndpointSlice) -> String {
 }
 
 /// Starts watching; returns once the client is built (the watches run in a task).
+/// `api_key`: the key clients must present (none: no authentication).
 pub async fn start(
     namespace: String,
     policy: String,
+    api_key: Option<ApiKey>,
     tx: watch::Sender<Option<Arc<Table>>>,
 ) -> Result<(), KubeSourceError> {
     let client = kube::Client::try_default().await?;
@@ -207,7 +226,10 @@ pub async fn start(
     .default_backoff()
     .boxed();
     tokio::spawn(async move {
-        let mut world = World::default();
+        let mut world = World {
+            api_key,
+            ..World::default()
+        };
         loop {
             let changed = tokio::select! {
                 ev = tp_events.next() => match ev {

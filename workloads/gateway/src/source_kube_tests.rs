@@ -160,3 +160,22 @@ fn a_policy_without_backends_is_a_shape_error() {
         Err(KubeSourceError::Shape(_))
     ));
 }
+
+#[test]
+fn the_gateway_rate_limit_is_read_from_the_spec() {
+    let mut obj = tp(json!(null), &[]);
+    assert_eq!(translate(&obj, &[]).unwrap().rate_limit, None);
+    obj.data["spec"]["gateway"] = json!({"replicas": 2, "apiKeySecretRef": {"name": "s", "key": "k"},
+        "rateLimit": {"requestsPerSecond": 2.5, "burst": 5, "clientHeader": "x-user"}});
+    let spec = translate(&obj, &[]).unwrap();
+    assert_eq!(
+        spec.rate_limit,
+        Some(RateLimitSpec {
+            requests_per_second: 2.5,
+            burst: 5,
+            client_header: Some("x-user".into()),
+        })
+    );
+    // The key itself is never in the object: it comes from GATEWAY_API_KEY.
+    assert_eq!(spec.api_key, None);
+}

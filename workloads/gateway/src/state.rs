@@ -1,13 +1,18 @@
 //! What both proxies share: the current routing table (replaced whole by the policy
-//! source), the upstream clients, the mirror queue, and the draining flag that turns
-//! `/readyz` to 503 on shutdown.
+//! source), the upstream clients, the mirror queue, the per-client rate-limit buckets
+//! (kept across policy reloads), and the draining flag that turns `/readyz` to 503 on
+//! shutdown.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use http::HeaderMap;
 use tokio::sync::watch;
 
+use crate::bucket::{Buckets, Limit};
+use crate::guard::{self, Refusal};
 use crate::mirror::Mirror;
 use crate::router::{self, Decision};
 use crate::table::Table;
@@ -27,6 +32,7 @@ pub struct Gateway {
     pub table: watch::Receiver<Option<Arc<Table>>>,
     pub upstreams: Arc<Upstreams>,
     pub mirror: Mirror,
+    pub buckets: Buckets,
     draining: AtomicBool,
 }
 
@@ -40,6 +46,7 @@ impl Gateway {
             table,
             upstreams,
             mirror,
+            buckets: Buckets::default(),
             draining: AtomicBool::new(false),
         }
     }
@@ -65,6 +72,37 @@ impl Gateway {
             None
         };
         Ok((table, decision, mirror))
+    }
+
+    /// Admits or refuses a request before routing (API key, then rate limit), counting
+    /// refusals. Without a policy there is nothing to check; routing answers 503.
+    pub fn admit(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Result<(), Refusal> {
+        let Some(table) = self.current() else {
+            return Ok(());
+        };
+        let policy = &table.policy;
+        let result = guard::authenticate(policy, headers).and_then(|()| {
+            let Some(rl) = &policy.rate_limit else {
+                return Ok(());
+            };
+            let limit = Limit {
+                per_second: rl.per_second,
+                burst: rl.burst,
+            };
+            let key = guard::client_key(policy, headers, peer);
+            self.buckets
+                .take(&key, limit, Instant::now())
+                .map_err(guard::rate_limited)
+        });
+        if let Err(refusal) = &result {
+            self.upstreams
+                .stats
+                .refused
+                .with_label_values(&[refusal.reason()])
+                .inc();
+            tracing::debug!(reason = refusal.reason(), %refusal, "request refused");
+        }
+        result
     }
 
     /// Ready: a policy is loaded and the gateway is not shutting down.

@@ -177,6 +177,8 @@ pub struct Stats {
     latency: HistogramVec,
     pub mirror_dropped: IntCounter,
     pub no_backend: IntCounterVec,
+    /// Requests refused before routing (reason: unauthenticated, rate_limited).
+    pub refused: IntCounterVec,
     windows: Mutex<HashMap<(String, Role), Ring>>,
     epoch: Instant,
 }
@@ -215,12 +217,20 @@ impl Stats {
             ),
             &["protocol"],
         )?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "gateway_refused_total",
+                "OIP requests refused before routing (never forwarded)",
+            ),
+            &["reason"],
+        )?;
         let registry = Registry::new();
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(mirror_dropped.clone()))?;
         registry.register(Box::new(no_backend.clone()))?;
+        registry.register(Box::new(refused.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -228,6 +238,7 @@ impl Stats {
             latency,
             mirror_dropped,
             no_backend,
+            refused,
             windows: Mutex::new(HashMap::new()),
             epoch: Instant::now(),
         })

@@ -156,6 +156,11 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(policy: &PolicySpec) -> Self {
+        Self::start_with_env(policy, &[]).await
+    }
+
+    /// Like [`Gateway::start`], with extra environment variables.
+    pub async fn start_with_env(policy: &PolicySpec, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let policy_path = dir.path().join("policy.json");
         std::fs::write(&policy_path, serde_json::to_vec(policy).unwrap()).unwrap();
@@ -174,7 +179,8 @@ impl Gateway {
             .env(
                 "RUST_LOG",
                 std::env::var("GATEWAY_LOG").unwrap_or_else(|_| "info".into()),
-            );
+            )
+            .envs(env.iter().copied());
         let proc = spawn(cmd, dir);
         let g = Self {
             proc,
@@ -250,6 +256,18 @@ impl Http {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<(u16, Bytes), String> {
+        let (s, _, body) = self.send_full(method, url, headers, body).await?;
+        Ok((s, body))
+    }
+
+    /// Like [`Http::send`], with the response headers.
+    pub async fn send_full(
+        &self,
+        method: http::Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<(u16, http::HeaderMap, Bytes), String> {
         let mut b = http::Request::builder().method(method).uri(url);
         for (k, v) in headers {
             b = b.header(*k, *v);
@@ -257,13 +275,14 @@ impl Http {
         let req = b.body(Full::new(body)).map_err(|e| e.to_string())?;
         let resp = self.0.request(req).await.map_err(|e| e.to_string())?;
         let status = resp.status().as_u16();
+        let resp_headers = resp.headers().clone();
         let body = resp
             .into_body()
             .collect()
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
-        Ok((status, body))
+        Ok((status, resp_headers, body))
     }
 
     /// POSTs one `mlp` inference; `Ok(model_version)` on 200, else `Err(status, body)`.
