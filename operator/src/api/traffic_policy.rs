@@ -8,6 +8,8 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::SecretKeyRef;
+
 /// Desired routing in front of InferenceServices.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -245,6 +247,39 @@ pub struct GatewaySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,
+    /// Secret key holding the API key clients must present on every Open Inference
+    /// Protocol request (REST and gRPC), as `Authorization: Bearer <key>` or an
+    /// `api-key` header / metadata entry; otherwise 401 / UNAUTHENTICATED. The
+    /// gateway's own endpoints (`/healthz`, `/readyz`, `/metrics`, and `/stats`, which
+    /// the operator reads) stay open. Unset: no authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_secret_ref: Option<SecretKeyRef>,
+    /// Per-client token-bucket rate limit, applied by every gateway pod on its own
+    /// (the cluster-wide rate is at most this times the number of gateway pods).
+    /// Requests over the limit get 429 with `Retry-After` / RESOURCE_EXHAUSTED.
+    /// Changes apply without restarting the gateways.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Token bucket per client key.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.requestsPerSecond > 0.0").message("rateLimit.requestsPerSecond must be greater than 0"))]
+#[x_kube(validation = Rule::new(r#"!has(self.clientHeader) || self.clientHeader.matches("^[A-Za-z0-9!#$%&'*+.^_|~-]+$")"#).message("rateLimit.clientHeader must be a valid HTTP header name"))]
+pub struct RateLimit {
+    /// Sustained requests per second allowed to one client (fractions allowed).
+    #[schemars(range(max = 1000000.0))]
+    pub requests_per_second: f64,
+    /// Requests one client may send at once after being idle (the bucket's size).
+    #[schemars(range(min = 1, max = 1000000))]
+    pub burst: i64,
+    /// Header whose value names the client. Default: the API key when
+    /// `apiKeySecretRef` is set, otherwise the client's IP address. A request without
+    /// the header falls back to that default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub client_header: Option<String>,
 }
 
 fn default_gateway_replicas() -> i32 {
@@ -257,6 +292,8 @@ impl Default for GatewaySpec {
             replicas: default_gateway_replicas(),
             resources: None,
             image: None,
+            api_key_secret_ref: None,
+            rate_limit: None,
         }
     }
 }
@@ -368,5 +405,20 @@ mod tests {
         .unwrap();
         assert_eq!(spec.gateway.replicas, 2);
         assert!(!spec.suspend && !spec.abort);
+        assert!(spec.gateway.api_key_secret_ref.is_none() && spec.gateway.rate_limit.is_none());
+    }
+
+    #[test]
+    fn gateway_auth_and_rate_limit_use_camel_case_wire_names() {
+        let g: GatewaySpec = serde_json::from_value(serde_json::json!({
+            "apiKeySecretRef": {"name": "gw-key", "key": "token"},
+            "rateLimit": {"requestsPerSecond": 2.5, "burst": 10, "clientHeader": "x-user"}
+        }))
+        .unwrap();
+        assert_eq!(g.replicas, 2);
+        assert_eq!(g.api_key_secret_ref.unwrap().name, "gw-key");
+        let rl = g.rate_limit.unwrap();
+        assert_eq!((rl.requests_per_second, rl.burst), (2.5, 10));
+        assert_eq!(rl.client_header.as_deref(), Some("x-user"));
     }
 }

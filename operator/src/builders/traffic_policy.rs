@@ -1,10 +1,13 @@
 //! Children of a `TrafficPolicy`: the gateway Deployment and its Service, a
 //! PodDisruptionBudget, and the ServiceAccount + Role that let the gateways watch their
-//! policy and the backends' EndpointSlices.
+//! policy and the backends' EndpointSlices. The API key reaches the gateway as
+//! `GATEWAY_API_KEY` from the Secret; the rate limit is read by the gateway from the
+//! TrafficPolicy it watches, so it is not in the pod template (no restart on change).
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, PodSpec, PodTemplateSpec, Service, ServiceAccount, ServicePort, ServiceSpec,
+    Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, SecretKeySelector, Service,
+    ServiceAccount, ServicePort, ServiceSpec,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
@@ -12,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use modelhub_contract::gateway::GatewayArgs;
+use modelhub_contract::gateway::{API_KEY_ENV, GatewayArgs};
 
 use super::common::{
     self, Images, child_meta, downward_api_env, env, http_probe, port,
@@ -138,6 +141,20 @@ fn deployment(tp: &TrafficPolicy, images: &Images) -> Deployment {
     let labels = common::labels(WORKLOAD, &name, "gateway");
     let mut env_vars = downward_api_env();
     env_vars.push(env("RUST_LOG", "info"));
+    if let Some(secret) = &tp.spec.gateway.api_key_secret_ref {
+        env_vars.push(EnvVar {
+            name: API_KEY_ENV.to_owned(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.name.clone(),
+                    key: secret.key.clone(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+        });
+    }
     let container = Container {
         name: WORKLOAD.to_owned(),
         image: Some(
@@ -236,6 +253,45 @@ mod tests {
         assert!(build(&policy, &Images::default()).pdb.is_some());
         policy.spec.gateway.replicas = 1;
         assert!(build(&policy, &Images::default()).pdb.is_none());
+    }
+
+    fn gateway_env(tp: &TrafficPolicy) -> Vec<EnvVar> {
+        let deployment = build(tp, &Images::default()).deployment;
+        let pod = deployment.spec.unwrap().template.spec.unwrap();
+        pod.containers[0].env.clone().unwrap_or_default()
+    }
+
+    #[test]
+    fn the_api_key_comes_from_the_secret_and_the_rate_limit_stays_out_of_the_pod() {
+        let mut policy = tp();
+        assert!(
+            gateway_env(&policy).iter().all(|e| e.name != API_KEY_ENV),
+            "no key without apiKeySecretRef"
+        );
+        policy.spec.gateway = serde_json::from_value(json!({
+            "replicas": 3,
+            "apiKeySecretRef": {"name": "gw-key", "key": "token"},
+            "rateLimit": {"requestsPerSecond": 5, "burst": 10}
+        }))
+        .unwrap();
+        let env = gateway_env(&policy);
+        let key = env.iter().find(|e| e.name == "GATEWAY_API_KEY").unwrap();
+        assert_eq!(
+            key.value, None,
+            "the key is never written into the pod template"
+        );
+        let selector = key
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .unwrap();
+        assert_eq!(selector.name, "gw-key");
+        assert_eq!(selector.key, "token");
+        assert_eq!(selector.optional, Some(false));
+        // A rate change must not roll the gateway pods: the template ignores it.
+        let before = build(&policy, &Images::default()).deployment;
+        policy.spec.gateway.rate_limit = None;
+        assert_eq!(build(&policy, &Images::default()).deployment, before);
     }
 
     #[test]

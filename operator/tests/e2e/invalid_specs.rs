@@ -198,6 +198,36 @@ async fn invalid_specs_are_rejected_with_clear_messages() {
             json!({"backends": [{"name": "a", "service": "a", "weight": 100}], "mirror": {"backend": "b", "percent": 10}}),
             "mirror.backend must be listed in backends",
         ),
+        (
+            "TrafficPolicy",
+            "rate-zero",
+            json!({"backends": [{"name": "a", "service": "a", "weight": 100}], "gateway": {"rateLimit": {"requestsPerSecond": 0.0, "burst": 1}}}),
+            "rateLimit.requestsPerSecond must be greater than 0",
+        ),
+        (
+            "TrafficPolicy",
+            "rate-negative",
+            json!({"backends": [{"name": "a", "service": "a", "weight": 100}], "gateway": {"rateLimit": {"requestsPerSecond": -1.5, "burst": 1}}}),
+            "rateLimit.requestsPerSecond must be greater than 0",
+        ),
+        (
+            "TrafficPolicy",
+            "burst-zero",
+            json!({"backends": [{"name": "a", "service": "a", "weight": 100}], "gateway": {"rateLimit": {"requestsPerSecond": 1.0, "burst": 0}}}),
+            "rateLimit.burst",
+        ),
+        (
+            "TrafficPolicy",
+            "client-header",
+            json!({"backends": [{"name": "a", "service": "a", "weight": 100}], "gateway": {"rateLimit": {"requestsPerSecond": 1.0, "burst": 1, "clientHeader": "x client"}}}),
+            "rateLimit.clientHeader must be a valid HTTP header name",
+        ),
+        (
+            "TrafficPolicy",
+            "key-ref",
+            json!({"backends": [{"name": "a", "service": "a", "weight": 100}], "gateway": {"apiKeySecretRef": {"name": "s"}}}),
+            "apiKeySecretRef.key",
+        ),
     ];
     for (kind, name, spec, expected) in cases {
         let message = refusal(&ns, kind, name, spec).await;
