@@ -2,7 +2,7 @@
 //! tinyinfer needed): the W3C trace context and the binary tensor extension's
 //! `Inference-Header-Content-Length` reach the backend, the body arrives byte for byte,
 //! hop-by-hop headers do not, and a backend 5xx is passed through and counted; SIGTERM
-//! lets an in-flight request finish.
+//! lets an in-flight request finish; with auth on, the API key never reaches the backend.
 
 mod common;
 
@@ -39,6 +39,8 @@ async fn echo(headers: HeaderMap, body: Bytes) -> (StatusCode, axum::Json<serde_
         "traceparent": h("traceparent"),
         "header_length": h("inference-header-content-length"),
         "keep_alive": h("keep-alive"),
+        "authorization": h("authorization"),
+        "api_key": h("api-key"),
         "body_len": body.len(),
         "body_crc": body.iter().fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(u64::from(*b))),
     });
@@ -46,6 +48,11 @@ async fn echo(headers: HeaderMap, body: Bytes) -> (StatusCode, axum::Json<serde_
 }
 
 async fn echo_gateway() -> Gateway {
+    echo_gateway_with(PolicySpec::default()).await
+}
+
+/// The echo backend behind a gateway whose policy is `base` with the echo backend.
+async fn echo_gateway_with(base: PolicySpec) -> Gateway {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = Router::new().route("/v2/models/{m}/infer", post(echo));
@@ -60,9 +67,43 @@ async fn echo_gateway() -> Gateway {
                 grpc: None,
             }],
         }],
-        ..Default::default()
+        ..base
     };
     Gateway::start(&policy).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_key_is_not_forwarded() {
+    let gw = echo_gateway_with(PolicySpec {
+        api_key: Some(gateway::policy::ApiKey("s3cret".into())),
+        ..Default::default()
+    })
+    .await;
+    let http = Http::new();
+    let url = gw.url("/v2/models/m/infer");
+    for header in [("authorization", "Bearer s3cret"), ("api-key", "s3cret")] {
+        let (s, body) = http
+            .send(http::Method::POST, &url, &[header], Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(s, 200, "{header:?}");
+        let seen: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(seen["authorization"].is_null(), "{seen}");
+        assert!(seen["api_key"].is_null(), "{seen}");
+    }
+    // Without auth the gateway leaves Authorization alone (it may be the backend's).
+    let open = echo_gateway().await;
+    let (_, body) = http
+        .send(
+            http::Method::POST,
+            &open.url("/v2/models/m/infer"),
+            &[("authorization", "Bearer other")],
+            Bytes::new(),
+        )
+        .await
+        .unwrap();
+    let seen: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(seen["authorization"], "Bearer other");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
