@@ -15,7 +15,9 @@ test-gateway: ort-lib tinyinfer-models gateway-build ## gateway: unit tests + lo
 TEST_TARGETS += test-gateway
 
 .PHONY: bench-gateway
-bench-gateway: ort-lib tinyinfer-models ## gateway: p50/p99 added latency and throughput vs tinyinfer direct, REST and gRPC, 64 clients
+# The peer rows (nginx in front of the same tinyinfer) appear when nginx is installed
+# (`apt-get install nginx-light`; BENCH_NGINX=/path/to/nginx for another build).
+bench-gateway: ort-lib tinyinfer-models ## gateway: p50/p99 added latency and throughput vs tinyinfer direct and vs nginx, REST and gRPC, 64 clients
 	CARGO_TARGET_DIR=$(TI_TARGET) $(CARGO) build --release -p tinyinfer -p gateway --bins --examples
 	$(TI_TEST_ENV) TINYINFER_BIN=$(TI_BIN_REL) GATEWAY_BIN=$(TI_TARGET)/release/gateway GATEWAY_LOG=warn \
 	  $(TI_TARGET)/release/examples/bench

@@ -49,6 +49,14 @@ pub struct TrafficPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<Mirror>,
 
+    /// Sticky routing: requests carrying the same value of this header land on the same
+    /// backend while the weights hold (after the header rules; requests without it are
+    /// split by weight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new(r#"self.matches("^[A-Za-z0-9!#$%&'*+.^_|~-]+$")"#).message("stickyHeader must be a valid HTTP header name"))]
+    pub sticky_header: Option<String>,
+
     /// Progressive canary: move traffic to `canaryBackend` step by step, checking its
     /// error rate and latency, and roll back automatically when checks fail.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -218,6 +218,12 @@ async fn invalid_specs_are_rejected_with_clear_messages() {
         ),
         (
             "TrafficPolicy",
+            "sticky-header",
+            json!({"backends": [{"name": "a", "service": "a", "weight": 100}], "stickyHeader": "x user"}),
+            "stickyHeader must be a valid HTTP header name",
+        ),
+        (
+            "TrafficPolicy",
             "client-header",
             json!({"backends": [{"name": "a", "service": "a", "weight": 100}], "gateway": {"rateLimit": {"requestsPerSecond": 1.0, "burst": 1, "clientHeader": "x client"}}}),
             "rateLimit.clientHeader must be a valid HTTP header name",

@@ -2,7 +2,7 @@
 //! `$POD_NAMESPACE` and the namespace's EndpointSlices, and rebuilds the routing table
 //! on every change, without a restart. [`translate`] turns the objects into a
 //! [`PolicySpec`]: the TrafficPolicy's backends, rules and mirror, its
-//! `status.effectiveWeights`, the sticky header from the annotation [`STICKY_ANNOTATION`]
+//! `status.effectiveWeights`, the sticky header from `spec.stickyHeader`
 //! (the CRD has no field for it), and each backend's ready endpoints from the slices
 //! labelled `kubernetes.io/service-name=<InferenceService>` (ports named `http` / `grpc`,
 //! or numbered 8080 / 8081), and `spec.gateway.rateLimit`. The API key is not in the
@@ -30,8 +30,6 @@ use crate::policy::{
 use crate::source_file::publish;
 use crate::table::Table;
 
-/// Annotation on the TrafficPolicy naming the sticky-routing header.
-pub const STICKY_ANNOTATION: &str = "modelhub.io/sticky-header";
 /// Label EndpointSlices carry with their Service's name.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
@@ -54,6 +52,8 @@ struct SpecView {
     rules: Vec<HeaderRuleSpec>,
     #[serde(default)]
     mirror: Option<MirrorSpec>,
+    #[serde(default)]
+    sticky_header: Option<String>,
     #[serde(default)]
     gateway: Option<GatewayView>,
 }
@@ -90,11 +90,8 @@ pub fn translate(
         Some(s) if !s.is_null() => serde_json::from_value(s.clone())?,
         _ => StatusView::default(),
     };
-    let sticky_header = tp
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(STICKY_ANNOTATION))
+    let sticky_header = spec
+        .sticky_header
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty());
     let backends = spec

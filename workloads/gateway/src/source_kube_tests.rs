@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::*;
 
-fn tp(status: serde_json::Value, annotations: &[(&str, &str)]) -> DynamicObject {
+fn tp(status: serde_json::Value, sticky_header: Option<&str>) -> DynamicObject {
     let mut obj: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "modelhub.io/v1alpha1",
         "kind": "TrafficPolicy",
@@ -25,12 +25,9 @@ fn tp(status: serde_json::Value, annotations: &[(&str, &str)]) -> DynamicObject 
         "status": status
     }))
     .unwrap();
-    obj.metadata.annotations = Some(
-        annotations
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-    );
+    if let Some(header) = sticky_header {
+        obj.data["spec"]["stickyHeader"] = json!(header);
+    }
     obj
 }
 
@@ -100,7 +97,7 @@ fn policy_and_ready_endpoints_become_the_routing_spec() {
         &[("http", 80)],
         &[("10.0.0.1", Some(true))],
     );
-    let obj = tp(serde_json::Value::Null, &[(STICKY_ANNOTATION, "x-user")]);
+    let obj = tp(serde_json::Value::Null, Some("x-user"));
     let spec = translate(&obj, &[&v1, &v2, &other]).unwrap();
     assert_eq!(spec.backends[0].name, "stable");
     assert_eq!(
@@ -140,7 +137,7 @@ fn effective_weights_from_the_status_win() {
     let obj = tp(
         json!({"phase": "Progressing", "effectiveWeights": [
             {"backend": "stable", "weight": 80}, {"backend": "canary", "weight": 20}]}),
-        &[],
+        None,
     );
     let policy = Policy::compile(&translate(&obj, &[]).unwrap()).unwrap();
     assert_eq!(
@@ -153,7 +150,7 @@ fn effective_weights_from_the_status_win() {
 
 #[test]
 fn a_policy_without_backends_is_a_shape_error() {
-    let mut obj = tp(serde_json::Value::Null, &[]);
+    let mut obj = tp(serde_json::Value::Null, None);
     obj.data["spec"] = json!({"rules": []});
     assert!(matches!(
         translate(&obj, &[]),
@@ -163,7 +160,7 @@ fn a_policy_without_backends_is_a_shape_error() {
 
 #[test]
 fn the_gateway_rate_limit_is_read_from_the_spec() {
-    let mut obj = tp(json!(null), &[]);
+    let mut obj = tp(json!(null), None);
     assert_eq!(translate(&obj, &[]).unwrap().rate_limit, None);
     obj.data["spec"]["gateway"] = json!({"replicas": 2, "apiKeySecretRef": {"name": "s", "key": "k"},
         "rateLimit": {"requestsPerSecond": 2.5, "burst": 5, "clientHeader": "x-user"}});

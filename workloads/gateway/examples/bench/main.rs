@@ -1,10 +1,12 @@
 //! `make bench-gateway`: latency and throughput of `mlp` inferences through the gateway
 //! against the same tinyinfer called directly, REST and gRPC, 64 concurrent clients,
-//! measured in one run side by side. Prints figures; asserts nothing about timing.
+//! measured in one run side by side, and through nginx doing the same job (the peer,
+//! when nginx is installed: `nginx.rs`). Prints figures; asserts nothing about timing.
 //! Needs TINYINFER_BIN, GATEWAY_BIN (release builds), ORT_DYLIB_PATH, TINYINFER_MODELS_DIR.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../../tests/common/mod.rs"]
 mod common;
+mod nginx;
 
 use std::time::{Duration, Instant};
 
@@ -108,11 +110,44 @@ async fn main() {
         .expect("connect to tinyinfer");
     let gw_grpc = gw.grpc_client().await;
     let direct_base = format!("http://{}", backend.http);
+    let peer = match nginx::binary() {
+        Some(bin) => match nginx::Nginx::start(&bin, backend.http, backend.grpc) {
+            Ok(n) => {
+                println!("peer: {}", nginx::Nginx::version(&bin));
+                Some(n)
+            }
+            Err(e) => {
+                println!("peer: nginx did not start ({e}); its rows are skipped");
+                None
+            }
+        },
+        None => {
+            println!(
+                "peer: nginx not installed (BENCH_NGINX or /usr/sbin/nginx); its rows are skipped"
+            );
+            None
+        }
+    };
+    let peer_base = peer.as_ref().map(|n| format!("http://{}", n.http));
+    let peer_grpc = match &peer {
+        Some(n) => Some(
+            oip::grpc::pb::grpc_inference_service_client::GrpcInferenceServiceClient::connect(
+                format!("http://{}", n.grpc),
+            )
+            .await
+            .expect("connect to nginx"),
+        ),
+        None => None,
+    };
     // Warm-up: connections, ONNX Runtime's first runs.
     measure(10, rest(direct_base.clone())).await;
     measure(10, rest(gw.url(""))).await;
     measure(10, grpc(direct_grpc.clone())).await;
     measure(10, grpc(gw_grpc.clone())).await;
+    if let (Some(base), Some(client)) = (&peer_base, &peer_grpc) {
+        measure(10, rest(base.clone())).await;
+        measure(10, grpc(client.clone())).await;
+    }
 
     println!("mlp inference, {CLIENTS} concurrent clients, {per_client} requests each");
     println!(
@@ -128,32 +163,43 @@ async fn main() {
         "throughput"
     );
     for proto in ["rest", "grpc"] {
-        let (direct, via) = if proto == "rest" {
-            (
+        // One path after the other, each with all 64 clients: direct, gateway, peer.
+        let mut rows: Vec<(&str, Figures)> = Vec::new();
+        if proto == "rest" {
+            rows.push((
+                "direct",
                 measure(per_client, rest(direct_base.clone())).await,
-                measure(per_client, rest(gw.url(""))).await,
-            )
+            ));
+            rows.push(("gateway", measure(per_client, rest(gw.url(""))).await));
+            if let Some(base) = &peer_base {
+                rows.push(("nginx", measure(per_client, rest(base.clone())).await));
+            }
         } else {
-            (
+            rows.push((
+                "direct",
                 measure(per_client, grpc(direct_grpc.clone())).await,
-                measure(per_client, grpc(gw_grpc.clone())).await,
-            )
-        };
-        for (path, f) in [("direct", &direct), ("gateway", &via)] {
-            let (added50, added99, ratio) = if path == "gateway" {
+            ));
+            rows.push(("gateway", measure(per_client, grpc(gw_grpc.clone())).await));
+            if let Some(client) = &peer_grpc {
+                rows.push(("nginx", measure(per_client, grpc(client.clone())).await));
+            }
+        }
+        let direct = (rows[0].1.p50, rows[0].1.p99, rows[0].1.rps);
+        for (path, f) in &rows {
+            let (added50, added99, ratio) = if *path == "direct" {
+                (String::new(), String::new(), String::new())
+            } else {
                 (
                     format!(
                         "{:.3}",
-                        (f.p50.as_secs_f64() - direct.p50.as_secs_f64()) * 1e3
+                        (f.p50.as_secs_f64() - direct.0.as_secs_f64()) * 1e3
                     ),
                     format!(
                         "{:.3}",
-                        (f.p99.as_secs_f64() - direct.p99.as_secs_f64()) * 1e3
+                        (f.p99.as_secs_f64() - direct.1.as_secs_f64()) * 1e3
                     ),
-                    format!("{:.2}x", f.rps / direct.rps),
+                    format!("{:.2}x", f.rps / direct.2),
                 )
-            } else {
-                ("".into(), "".into(), "".into())
             };
             println!(
                 "{proto:<6} {path:<8} {:>9} {:>9} {:>10.0} {:>7} {added50:>13} {added99:>13} {ratio:>11}",
@@ -164,6 +210,7 @@ async fn main() {
             );
         }
     }
+    drop(peer);
     drop(gw);
     drop(backend);
 }
