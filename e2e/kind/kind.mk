@@ -10,7 +10,8 @@ DOCKER        ?= docker
 # image name | cargo package | binary | Dockerfile target
 KIND_IMAGES   := modelhub-operator|modelhub-operator|modelhub-operator|plain \
                  tinyinfer|tinyinfer|tinyinfer|with-ort \
-                 vectorforge|vectorforge-server|vectorforge|plain
+                 vectorforge|vectorforge-server|vectorforge|plain \
+                 gateway|gateway|gateway|plain
 
 .PHONY: images kind-up kind-load deploy e2e-kind kind-down
 images: ## build the container images (needs Docker)
