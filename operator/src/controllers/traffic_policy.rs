@@ -278,3 +278,147 @@ pub fn compute_status(
         .map(|ns| format!("http://{}.{ns}.svc:{HTTP_PORT}", tp.name_any()));
     outcome
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use futures::future::BoxFuture;
+    use serde_json::json;
+
+    use super::*;
+    use crate::controllers::gateway_stats::{FigureSource, StatsError};
+    use crate::controllers::owned::Owned;
+
+    fn tp(spec: serde_json::Value, status: Option<serde_json::Value>) -> TrafficPolicy {
+        let mut v = json!({
+            "apiVersion": "modelhub.io/v1alpha1", "kind": "TrafficPolicy",
+            "metadata": {"name": "p", "namespace": "ns", "generation": 3},
+            "spec": spec});
+        if let Some(s) = status {
+            v["status"] = s;
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn rollout_spec() -> serde_json::Value {
+        json!({
+            "backends": [{"name": "s", "service": "s", "weight": 100}, {"name": "c", "service": "c", "weight": 0}],
+            "rollout": {"canaryBackend": "c", "steps": [{"setWeight": 10}, {"analysis": {}}],
+                        "analysis": {"interval": "10s", "minRequests": 1, "failureThreshold": 1}}})
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    #[test]
+    fn the_status_carries_the_rollout_and_a_roll_back_is_degraded() {
+        let first = compute_status(
+            &tp(rollout_spec(), None),
+            &Deployment::default(),
+            &[],
+            None,
+            at(0),
+        );
+        let st = first.status;
+        assert_eq!(
+            (st.phase, st.current_step),
+            (RolloutPhase::Progressing, Some(1))
+        );
+        assert_eq!(st.weights_summary.as_deref(), Some("s=90,c=10"));
+        assert_eq!(
+            (st.observed_generation, st.url.as_deref()),
+            (Some(3), Some("http://p.ns.svc:8080"))
+        );
+        assert_eq!(first.requeue_after, Some(Duration::from_secs(10)));
+
+        let sick = [BackendObservation {
+            name: "c".into(),
+            requests: 10,
+            errors: 10,
+            latency_p99_seconds: None,
+        }];
+        let policy = tp(rollout_spec(), Some(serde_json::to_value(&st).unwrap()));
+        let out = compute_status(&policy, &Deployment::default(), &[], Some(&sick), at(10));
+        assert_eq!(out.status.phase, RolloutPhase::RolledBack);
+        assert_eq!(out.status.backends, sick);
+        let degraded = out
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .unwrap();
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "RolloutRolledBack")
+        );
+    }
+
+    /// Answers each read with the next queued result.
+    struct Scripted(Mutex<VecDeque<Result<Vec<BackendObservation>, StatsError>>>);
+
+    impl FigureSource for Scripted {
+        fn figures<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: Duration,
+        ) -> BoxFuture<'a, Result<Vec<BackendObservation>, StatsError>> {
+            let next = self
+                .0
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Err(StatsError::NoReadyPod));
+            Box::pin(async move { next })
+        }
+    }
+
+    #[tokio::test]
+    async fn unreadable_gateways_give_no_figures_and_are_remembered_until_read() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let figs = vec![BackendObservation {
+            name: "c".into(),
+            requests: 5,
+            ..Default::default()
+        }];
+        let script = Scripted(Mutex::new(VecDeque::from([
+            Err(StatsError::NoReadyPod),
+            Err(StatsError::NoReadyPod),
+            Ok(figs.clone()),
+        ])));
+        let ctx = Context::new(
+            client,
+            crate::builders::Images::default(),
+            Arc::new(crate::metrics::Metrics::new().unwrap()),
+            kube::runtime::events::Reporter {
+                controller: "test".into(),
+                instance: None,
+            },
+            Arc::new(Owned::new().0),
+        )
+        .with_figures(Arc::new(script));
+        let policy = tp(rollout_spec(), None);
+        let key = ("ns".to_owned(), "p".to_owned());
+        let marked = |ctx: &Context| ctx.unreadable_gateways.lock().unwrap().contains(&key);
+
+        assert_eq!(
+            read_figures(&ctx, &policy, "ns", Duration::from_secs(10)).await,
+            None
+        );
+        assert!(marked(&ctx));
+        assert_eq!(
+            read_figures(&ctx, &policy, "ns", Duration::from_secs(10)).await,
+            None
+        );
+        assert!(marked(&ctx));
+        assert_eq!(
+            read_figures(&ctx, &policy, "ns", Duration::from_secs(10)).await,
+            Some(figs)
+        );
+        assert!(!marked(&ctx));
+    }
+}
