@@ -149,7 +149,8 @@ pub struct Rollout {
     /// Health checks of the canary, run during analysis steps and pauses.
     #[serde(default)]
     pub analysis: AnalysisSpec,
-    /// Longest one step may take before the rollout is marked failed and rolled back.
+    /// Longest an analysis step may take to pass its intervals before the rollout is
+    /// rolled back (pause steps end by their duration; time suspended does not count).
     #[serde(default = "default_progress_deadline")]
     pub progress_deadline: kube::core::Duration,
 }
@@ -170,7 +171,8 @@ pub struct RolloutStep {
     /// Wait before the next step (checks keep running while waiting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<PauseStep>,
-    /// Run the analysis checks for this many intervals before going on.
+    /// Wait for this many passed analysis checks before going on (checks with fewer
+    /// than `minRequests` canary requests, or without readable gateways, do not count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisStep>,
 }
@@ -358,7 +360,8 @@ pub struct TrafficPolicyStatus {
     /// Per-backend figures observed by the gateways in the last analysis interval.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<BackendObservation>,
-    /// Consecutive failed canary checks.
+    /// Consecutive failed canary checks (a passed check resets it); at
+    /// `failureThreshold` the rollout is rolled back.
     #[serde(default)]
     pub failed_checks: i32,
     /// Ready gateway pods.
