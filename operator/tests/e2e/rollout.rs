@@ -194,16 +194,16 @@ async fn promote_skips_the_remaining_steps_and_abort_goes_back_to_stable() {
     wait_event(&ns, "aborted", "RolloutAborted").await;
     // Aborted is terminal: clearing abort does not resume the rollout.
     patch(&tps, "aborted", json!({"abort": false})).await;
-    let (ok, out) = kubectl(&[
-        "-n",
-        &ns,
-        "get",
-        "tp",
-        "aborted",
-        "-o",
-        "jsonpath={.status.phase}",
-    ]);
-    assert!(ok && out.trim() == "Aborted", "{out}");
+    // Once the operator has reconciled that generation the phase is still Aborted.
+    let st = wait_for("aborted: abort=false reconciled", || async {
+        let tp = tps.get("aborted").await.ok()?;
+        let st = tp.status?;
+        (st.observed_generation.is_some() && st.observed_generation == tp.metadata.generation)
+            .then_some(st)
+    })
+    .await;
+    assert_eq!(st.phase, RolloutPhase::Aborted);
+    assert_eq!(st.weights_summary.as_deref(), Some("stable=100,canary=0"));
 }
 
 #[tokio::test]
