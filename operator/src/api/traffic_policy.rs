@@ -66,13 +66,19 @@ pub struct TrafficPolicySpec {
     #[serde(default)]
     pub gateway: GatewaySpec,
 
-    /// Freeze the rollout at its current step.
+    /// Freeze the rollout at its current step (phase Paused: no step advances, no check
+    /// runs and the progress deadline stops) until unset.
     #[serde(default)]
     pub suspend: bool,
 
     /// Abort the rollout: all traffic goes back to the stable backends.
     #[serde(default)]
     pub abort: bool,
+
+    /// Skip the remaining rollout steps and promote now: the canary takes all traffic.
+    /// Has no effect once the rollout ended (Promoted, RolledBack, Aborted).
+    #[serde(default)]
+    pub promote: bool,
 }
 
 /// One InferenceService behind the gateway.
@@ -143,7 +149,8 @@ pub struct Rollout {
     /// Health checks of the canary, run during analysis steps and pauses.
     #[serde(default)]
     pub analysis: AnalysisSpec,
-    /// Longest one step may take before the rollout is marked failed and rolled back.
+    /// Longest an analysis step may take to pass its intervals before the rollout is
+    /// rolled back (pause steps end by their duration; time suspended does not count).
     #[serde(default = "default_progress_deadline")]
     pub progress_deadline: kube::core::Duration,
 }
@@ -164,7 +171,8 @@ pub struct RolloutStep {
     /// Wait before the next step (checks keep running while waiting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<PauseStep>,
-    /// Run the analysis checks for this many intervals before going on.
+    /// Wait for this many passed analysis checks before going on (checks with fewer
+    /// than `minRequests` canary requests, or without readable gateways, do not count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisStep>,
 }
@@ -352,7 +360,8 @@ pub struct TrafficPolicyStatus {
     /// Per-backend figures observed by the gateways in the last analysis interval.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends: Vec<BackendObservation>,
-    /// Consecutive failed canary checks.
+    /// Consecutive failed canary checks (a passed check resets it); at
+    /// `failureThreshold` the rollout is rolled back.
     #[serde(default)]
     pub failed_checks: i32,
     /// Ready gateway pods.
@@ -361,6 +370,20 @@ pub struct TrafficPolicyStatus {
     /// In-cluster URL of the gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Short hash of `spec.rollout` the rollout state belongs to; when the rollout
+    /// definition changes the rollout restarts from step 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_revision: Option<String>,
+    /// Passed analysis intervals in the current analysis step.
+    #[serde(default)]
+    pub passed_intervals: i32,
+    /// When the canary's figures were last checked (or found unreadable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_analysis_at: Option<Time>,
+    /// When `suspend` froze the rollout; on resume the current step's clock is moved
+    /// on by the time spent suspended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended_at: Option<Time>,
 }
 
 /// A backend and the share of traffic it gets.
@@ -412,7 +435,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(spec.gateway.replicas, 2);
-        assert!(!spec.suspend && !spec.abort);
+        assert!(!spec.suspend && !spec.abort && !spec.promote);
         assert!(spec.gateway.api_key_secret_ref.is_none() && spec.gateway.rate_limit.is_none());
     }
 

@@ -1,12 +1,14 @@
 //! What every reconcile needs: the [`Context`] (client, images, metrics, Event
-//! recorder, the cache of owned children, the per-object backoff) and best-effort
-//! Events.
+//! recorder, the cache of owned children, the per-object backoff, the source of the
+//! gateways' figures) and best-effort Events.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Client, Resource};
 
+use super::gateway_stats::{FigureSource, GatewayStats};
 use super::owned;
 use super::runner::Backoff;
 use crate::builders::Images;
@@ -21,6 +23,11 @@ pub struct Context {
     /// The cached children and what was last applied to them.
     pub owned: Arc<owned::Owned>,
     pub(super) backoff: Backoff,
+    /// Where the rollout analysis reads the gateways' per-backend figures.
+    pub figures: Arc<dyn FigureSource>,
+    /// TrafficPolicies (namespace, name) whose gateways could not be read at the last
+    /// try: the Warning Event is published once per run of failures.
+    pub(super) unreadable_gateways: Mutex<HashSet<(String, String)>>,
 }
 
 impl Context {
@@ -33,12 +40,20 @@ impl Context {
     ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
+            figures: Arc::new(GatewayStats::new(client.clone())),
+            unreadable_gateways: Mutex::default(),
             client,
             images,
             metrics,
             owned,
             backoff: Backoff::default(),
         }
+    }
+
+    /// The same context reading the gateways' figures from `figures` (tests).
+    pub fn with_figures(mut self, figures: Arc<dyn FigureSource>) -> Self {
+        self.figures = figures;
+        self
     }
 
     /// Publishes an Event about `obj`; failures are logged, never fatal.

@@ -11,8 +11,10 @@
 pub mod conditions;
 mod context;
 mod events;
+pub mod gateway_stats;
 pub mod inference_service;
 pub mod owned;
+pub mod rollout;
 mod runner;
 mod status;
 pub mod traffic_policy;

@@ -1,9 +1,8 @@
 //! Reconciles a `TrafficPolicy` into its gateway Deployment, Service, budget and RBAC;
-//! computes the effective weights the gateways apply and the policy's status.
-//!
-//! Rollout steps (setWeight / pause / analysis on the gateways' figures) are executed
-//! once the gateway workload reports per-backend figures; until then the effective
-//! weights are the spec's, and `abort` sends all traffic back to the stable backends.
+//! runs its rollout (the state machine in `rollout`, fed with the gateways' figures
+//! from `gateway_stats` when a check is due), publishes each rollout transition as an
+//! Event, writes the status (effective weights the gateways apply included) and
+//! requeues at the rollout's next pause end, check or deadline.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,16 +14,16 @@ use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, Observed};
 use super::owned::{Triggers, apply, prune};
-use super::{Context, Error, instrumented, names, patch_status, publish_transitions};
+use super::{Context, Error, instrumented, names, patch_status, publish_transitions, rollout};
 use crate::api::{
-    BackendWeight, InferenceService, RolloutPhase, TrafficPolicy, TrafficPolicySpec,
-    TrafficPolicyStatus, condition_type,
+    BackendObservation, InferenceService, RolloutPhase, TrafficPolicy, condition_type,
 };
 use crate::builders::traffic_policy::{self as build, HTTP_PORT};
 
@@ -80,13 +79,73 @@ async fn reconcile_inner(tp: Arc<TrafficPolicy>, ctx: Arc<Context>) -> Result<Ac
         .collect();
 
     let previous = tp.status.clone().unwrap_or_default();
-    let status = compute_status(&tp, &deployment, &missing, Timestamp::now());
+    let now = Timestamp::now();
+    let figures = match &tp.spec.rollout {
+        Some(r) if rollout::analysis_due(&tp.spec, &previous, now) => {
+            read_figures(&ctx, &tp, &ns, rollout::window(r)).await
+        }
+        _ => None,
+    };
+    let outcome = compute_status(&tp, &deployment, &missing, figures.as_deref(), now);
+    let status = &outcome.status;
+    if *status != previous {
+        patch_status(client, tp.as_ref(), status).await?;
+    }
+    // Published once the status that goes with them is written.
     publish_transitions(&ctx, tp.as_ref(), &previous.conditions, &status.conditions).await;
-    if status != previous {
-        patch_status(client, tp.as_ref(), &status).await?;
+    for e in &outcome.events {
+        ctx.publish(tp.as_ref(), e.type_, e.reason, "Rollout", e.note.clone())
+            .await;
     }
     // Backends are watched; the periodic requeue is a safety net.
-    Ok(Action::requeue(Duration::from_secs(300)))
+    let safety_net = Duration::from_secs(300);
+    Ok(Action::requeue(
+        outcome
+            .requeue_after
+            .map_or(safety_net, |d| d.min(safety_net)),
+    ))
+}
+
+/// The gateways' figures over `window`, or `None` when they cannot be read (logged,
+/// and one Warning Event per run of failures): the analysis interval then does not
+/// count.
+async fn read_figures(
+    ctx: &Context,
+    tp: &TrafficPolicy,
+    ns: &str,
+    window: Duration,
+) -> Option<Vec<BackendObservation>> {
+    let key = (ns.to_owned(), tp.name_any());
+    let result = ctx.figures.figures(ns, &key.1, window).await;
+    let unreadable = || {
+        ctx.unreadable_gateways
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    match result {
+        Ok(figures) => {
+            unreadable().remove(&key);
+            Some(figures)
+        }
+        Err(err) => {
+            tracing::warn!(namespace = ns, name = %key.1, error = %err, "cannot read the gateways' figures; the analysis interval does not count");
+            let first = unreadable().insert(key);
+            if first {
+                let note = format!(
+                    "cannot read the gateways' figures ({err}); analysis intervals do not count until they can be read"
+                );
+                ctx.publish(
+                    tp,
+                    EventType::Warning,
+                    "GatewayStatsUnreadable",
+                    "Analysis",
+                    note,
+                )
+                .await;
+            }
+            None
+        }
+    }
 }
 
 /// Keeps the InferenceService metadata store (`Owned::inference_services`) and wakes
@@ -123,89 +182,25 @@ pub async fn watch_backends(
     }
 }
 
-/// Weights the gateways apply: the spec's, or with `abort` during a rollout the stable
-/// backends' weights scaled up to 100 and the canary's set to 0.
-pub fn effective_weights(spec: &TrafficPolicySpec) -> Vec<BackendWeight> {
-    let canary = spec
-        .rollout
-        .as_ref()
-        .filter(|_| spec.abort)
-        .map(|r| r.canary_backend.as_str());
-    let weights: Vec<i64> = spec
-        .backends
-        .iter()
-        .map(|b| {
-            if Some(b.name.as_str()) == canary {
-                0
-            } else {
-                i64::from(b.weight)
-            }
-        })
-        .collect();
-    let total: i64 = weights.iter().sum();
-    let scaled = if total == 0 {
-        // Every non-canary weight was 0: the first stable backend takes everything.
-        let first = spec
-            .backends
-            .iter()
-            .position(|b| Some(b.name.as_str()) != canary);
-        (0..weights.len())
-            .map(|i| if Some(i) == first { 100 } else { 0 })
-            .collect()
-    } else {
-        largest_remainder(&weights, total)
-    };
-    spec.backends
-        .iter()
-        .zip(scaled)
-        .map(|(b, weight)| BackendWeight {
-            backend: b.name.clone(),
-            weight: weight as i32,
-        })
-        .collect()
-}
-
-/// Scales `weights` (summing to `total`) to integers summing to exactly 100.
-fn largest_remainder(weights: &[i64], total: i64) -> Vec<i64> {
-    let mut out: Vec<i64> = weights.iter().map(|w| w * 100 / total).collect();
-    let mut order: Vec<usize> = (0..weights.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse((weights[i] * 100) % total));
-    let short = 100 - out.iter().sum::<i64>();
-    for &i in order.iter().take(short.max(0) as usize) {
-        out[i] += 1;
-    }
-    out
-}
-
-/// `a=90,b=10`.
-pub fn summary(weights: &[BackendWeight]) -> String {
-    weights
-        .iter()
-        .map(|w| format!("{}={}", w.backend, w.weight))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Status of `tp` given its gateway Deployment and the backends' missing services.
+/// Status of `tp` given its gateway Deployment, the backends' missing services and the
+/// gateways' figures of the analysis window (when one was due and could be read); also
+/// the rollout's Events and next wake-up (see [`rollout::advance`]).
 pub fn compute_status(
     tp: &TrafficPolicy,
     deployment: &Deployment,
     missing: &[String],
+    figures: Option<&[BackendObservation]>,
     now: Timestamp,
-) -> TrafficPolicyStatus {
+) -> rollout::Outcome {
     let previous = tp.status.clone().unwrap_or_default();
+    let mut outcome = rollout::advance(&tp.spec, &previous, figures, now);
+    let phase = outcome.status.phase;
     let desired = tp.spec.gateway.replicas;
     let st = deployment.status.clone().unwrap_or_default();
     let ready = st.ready_replicas.unwrap_or(0);
     let rolled = st.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0)
         && st.updated_replicas.unwrap_or(0) >= desired
         && st.replicas.unwrap_or(0) == desired;
-    let weights = effective_weights(&tp.spec);
-    let phase = if tp.spec.rollout.is_some() && tp.spec.abort {
-        RolloutPhase::Aborted
-    } else {
-        RolloutPhase::Stable
-    };
 
     let ready_cond = if !missing.is_empty() {
         Observed::new(
@@ -251,6 +246,13 @@ pub fn compute_status(
             "BackendNotFound",
             format!("InferenceServices not found: {}", missing.join(", ")),
         )
+    } else if phase == RolloutPhase::RolledBack {
+        Observed::new(
+            condition_type::DEGRADED,
+            true,
+            "RolloutRolledBack",
+            "rollout rolled back; the canary gets no traffic",
+        )
     } else if phase == RolloutPhase::Aborted {
         Observed::new(
             condition_type::DEGRADED,
@@ -262,86 +264,161 @@ pub fn compute_status(
         Observed::new(condition_type::DEGRADED, false, "AsExpected", "")
     };
 
-    TrafficPolicyStatus {
-        observed_generation: tp.meta().generation,
-        conditions: conditions::merge(
-            &previous.conditions,
-            vec![ready_cond, progressing, degraded],
-            tp.meta().generation,
-            now,
-        ),
-        phase,
-        current_step: None,
-        step_started_at: None,
-        weights_summary: Some(summary(&weights)),
-        effective_weights: weights,
-        backends: previous.backends,
-        failed_checks: previous.failed_checks,
-        ready_replicas: ready,
-        url: tp
-            .namespace()
-            .map(|ns| format!("http://{}.{ns}.svc:{HTTP_PORT}", tp.name_any())),
-    }
+    let st = &mut outcome.status;
+    st.observed_generation = tp.meta().generation;
+    st.conditions = conditions::merge(
+        &previous.conditions,
+        vec![ready_cond, progressing, degraded],
+        tp.meta().generation,
+        now,
+    );
+    st.ready_replicas = ready;
+    st.url = tp
+        .namespace()
+        .map(|ns| format!("http://{}.{ns}.svc:{HTTP_PORT}", tp.name_any()));
+    outcome
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use futures::future::BoxFuture;
     use serde_json::json;
 
     use super::*;
+    use crate::controllers::gateway_stats::{FigureSource, StatsError};
+    use crate::controllers::owned::Owned;
 
-    fn spec(v: serde_json::Value) -> TrafficPolicySpec {
+    fn tp(spec: serde_json::Value, status: Option<serde_json::Value>) -> TrafficPolicy {
+        let mut v = json!({
+            "apiVersion": "modelhub.io/v1alpha1", "kind": "TrafficPolicy",
+            "metadata": {"name": "p", "namespace": "ns", "generation": 3},
+            "spec": spec});
+        if let Some(s) = status {
+            v["status"] = s;
+        }
         serde_json::from_value(v).unwrap()
     }
 
-    fn weights(s: &TrafficPolicySpec) -> Vec<(String, i32)> {
-        effective_weights(s)
-            .into_iter()
-            .map(|w| (w.backend, w.weight))
-            .collect()
+    fn rollout_spec() -> serde_json::Value {
+        json!({
+            "backends": [{"name": "s", "service": "s", "weight": 100}, {"name": "c", "service": "c", "weight": 0}],
+            "rollout": {"canaryBackend": "c", "steps": [{"setWeight": 10}, {"analysis": {}}],
+                        "analysis": {"interval": "10s", "minRequests": 1, "failureThreshold": 1}}})
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).unwrap()
     }
 
     #[test]
-    fn spec_weights_pass_through() {
-        let s = spec(json!({"backends": [
-            {"name": "a", "service": "a", "weight": 70}, {"name": "b", "service": "b", "weight": 30}]}));
-        assert_eq!(weights(&s), [("a".into(), 70), ("b".into(), 30)]);
-        assert_eq!(summary(&effective_weights(&s)), "a=70,b=30");
-    }
-
-    #[test]
-    fn abort_moves_canary_traffic_to_stable_backends() {
-        let s = spec(json!({
-            "backends": [
-                {"name": "a", "service": "a", "weight": 45}, {"name": "b", "service": "b", "weight": 45},
-                {"name": "c", "service": "c", "weight": 10}],
-            "rollout": {"canaryBackend": "c", "steps": [{"setWeight": 10}]},
-            "abort": true}));
+    fn the_status_carries_the_rollout_and_a_roll_back_is_degraded() {
+        let first = compute_status(
+            &tp(rollout_spec(), None),
+            &Deployment::default(),
+            &[],
+            None,
+            at(0),
+        );
+        let st = first.status;
         assert_eq!(
-            weights(&s),
-            [("a".into(), 50), ("b".into(), 50), ("c".into(), 0)]
+            (st.phase, st.current_step),
+            (RolloutPhase::Progressing, Some(1))
+        );
+        assert_eq!(st.weights_summary.as_deref(), Some("s=90,c=10"));
+        assert_eq!(
+            (st.observed_generation, st.url.as_deref()),
+            (Some(3), Some("http://p.ns.svc:8080"))
+        );
+        assert_eq!(first.requeue_after, Some(Duration::from_secs(10)));
+
+        let sick = [BackendObservation {
+            name: "c".into(),
+            requests: 10,
+            errors: 10,
+            latency_p99_seconds: None,
+        }];
+        let policy = tp(rollout_spec(), Some(serde_json::to_value(&st).unwrap()));
+        let out = compute_status(&policy, &Deployment::default(), &[], Some(&sick), at(10));
+        assert_eq!(out.status.phase, RolloutPhase::RolledBack);
+        assert_eq!(out.status.backends, sick);
+        let degraded = out
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .unwrap();
+        assert_eq!(
+            (degraded.status.as_str(), degraded.reason.as_str()),
+            ("True", "RolloutRolledBack")
         );
     }
 
-    #[test]
-    fn abort_rounding_still_sums_to_100() {
-        let s = spec(json!({
-            "backends": [
-                {"name": "a", "service": "a", "weight": 33}, {"name": "b", "service": "b", "weight": 33},
-                {"name": "c", "service": "c", "weight": 33}, {"name": "k", "service": "k", "weight": 1}],
-            "rollout": {"canaryBackend": "k", "steps": [{"setWeight": 1}]},
-            "abort": true}));
-        let w = weights(&s);
-        assert_eq!(w.iter().map(|(_, w)| w).sum::<i32>(), 100);
-        assert_eq!(w[3].1, 0);
+    /// Answers each read with the next queued result.
+    struct Scripted(Mutex<VecDeque<Result<Vec<BackendObservation>, StatsError>>>);
+
+    impl FigureSource for Scripted {
+        fn figures<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: Duration,
+        ) -> BoxFuture<'a, Result<Vec<BackendObservation>, StatsError>> {
+            let next = self
+                .0
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(Err(StatsError::NoReadyPod));
+            Box::pin(async move { next })
+        }
     }
 
-    #[test]
-    fn abort_with_all_weight_on_canary_falls_back_to_first_stable() {
-        let s = spec(json!({
-            "backends": [{"name": "a", "service": "a", "weight": 0}, {"name": "c", "service": "c", "weight": 100}],
-            "rollout": {"canaryBackend": "c", "steps": [{"setWeight": 100}]},
-            "abort": true}));
-        assert_eq!(weights(&s), [("a".into(), 100), ("c".into(), 0)]);
+    #[tokio::test]
+    async fn unreadable_gateways_give_no_figures_and_are_remembered_until_read() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let figs = vec![BackendObservation {
+            name: "c".into(),
+            requests: 5,
+            ..Default::default()
+        }];
+        let script = Scripted(Mutex::new(VecDeque::from([
+            Err(StatsError::NoReadyPod),
+            Err(StatsError::NoReadyPod),
+            Ok(figs.clone()),
+        ])));
+        let ctx = Context::new(
+            client,
+            crate::builders::Images::default(),
+            Arc::new(crate::metrics::Metrics::new().unwrap()),
+            kube::runtime::events::Reporter {
+                controller: "test".into(),
+                instance: None,
+            },
+            Arc::new(Owned::new().0),
+        )
+        .with_figures(Arc::new(script));
+        let policy = tp(rollout_spec(), None);
+        let key = ("ns".to_owned(), "p".to_owned());
+        let marked = |ctx: &Context| ctx.unreadable_gateways.lock().unwrap().contains(&key);
+
+        assert_eq!(
+            read_figures(&ctx, &policy, "ns", Duration::from_secs(10)).await,
+            None
+        );
+        assert!(marked(&ctx));
+        assert_eq!(
+            read_figures(&ctx, &policy, "ns", Duration::from_secs(10)).await,
+            None
+        );
+        assert!(marked(&ctx));
+        assert_eq!(
+            read_figures(&ctx, &policy, "ns", Duration::from_secs(10)).await,
+            Some(figs)
+        );
+        assert!(!marked(&ctx));
     }
 }

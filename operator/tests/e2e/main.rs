@@ -9,4 +9,5 @@ mod harness;
 mod invalid_specs;
 mod leader_election;
 mod reconcile;
+mod rollout;
 mod writes;
