@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use vectorforge::{
-    Collection, Filter, Operation, PointId, PointStruct, ScrollRequest, SearchRequest,
+    Collection, Filter, Operation, PointId, PointStruct, Record, ScrollRequest, SearchRequest,
 };
 
 use super::journal::encode_ops;
@@ -246,21 +246,8 @@ impl PointsCollection {
         with_payload: bool,
         vectors: &VectorSelection,
     ) -> ServiceResult<Vec<PointOut>> {
-        let mut out: Vec<PointOut> = self
-            .primary()
-            .retrieve(ids, with_payload, false)
-            .into_iter()
-            .map(|r| PointOut {
-                id: r.id,
-                score: None,
-                payload: r.payload,
-                vector: None,
-            })
-            .collect();
-        if *vectors != VectorSelection::None {
-            self.attach_vectors(&mut out, vectors)?;
-        }
-        Ok(out)
+        let records = self.primary().retrieve(ids, with_payload, false);
+        self.points_out(records, vectors)
     }
 
     /// A page of points ordered by id, and where the next page starts.
@@ -279,8 +266,18 @@ impl PointsCollection {
             with_payload,
             with_vector: false,
         });
-        let mut out: Vec<PointOut> = r
-            .points
+        let out = self.points_out(r.points, vectors)?;
+        Ok((out, r.next_page_offset))
+    }
+
+    /// Stored records as returned points (no score), with the selected vectors of
+    /// every vector space attached.
+    fn points_out(
+        &self,
+        records: Vec<Record>,
+        vectors: &VectorSelection,
+    ) -> ServiceResult<Vec<PointOut>> {
+        let mut out: Vec<PointOut> = records
             .into_iter()
             .map(|r| PointOut {
                 id: r.id,
@@ -292,7 +289,7 @@ impl PointsCollection {
         if *vectors != VectorSelection::None {
             self.attach_vectors(&mut out, vectors)?;
         }
-        Ok((out, r.next_page_offset))
+        Ok(out)
     }
 
     pub fn count(&self, filter: Option<&Filter>) -> usize {
