@@ -3,13 +3,15 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::StreamExt;
 
 use common::*;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Event, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 
@@ -276,6 +278,27 @@ async fn deployment_rolling_update_replaces_pods_one_by_one() {
         .filter_map(|p| p.metadata.name.clone())
         .collect();
 
+    // Watch from the version listed before the update, so every pod change is seen in
+    // order: a poll can miss intermediate states when the machine is busy.
+    let listed = pods
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list pods");
+    let version = listed.metadata.resource_version.unwrap_or_default();
+    let mut state: BTreeMap<String, Pod> = listed
+        .items
+        .into_iter()
+        .filter_map(|p| Some((p.metadata.name.clone()?, p)))
+        .collect();
+    let watch = pods
+        .watch(
+            &WatchParams::default().labels("app=web").timeout(290),
+            &version,
+        )
+        .await
+        .expect("watch pods");
+    let mut watch = std::pin::pin!(watch);
+
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "server", "env": [
         {"name": "VERSION", "value": "v2"}]}]}}}});
@@ -284,41 +307,57 @@ async fn deployment_rolling_update_replaces_pods_one_by_one() {
         .await
         .expect("update");
 
-    // Watch the rollout: never more than replicas + maxSurge live pods, never fewer than
-    // `replicas` ready ones (maxUnavailable 0), and old pods leave one at a time.
+    // After each pod event: never more than replicas + maxSurge live pods, never fewer
+    // than `replicas` ready ones (maxUnavailable 0), and old pods leave one at a time.
     let mut max_live = 0;
     let mut min_ready = usize::MAX;
-    let mut old_counts = Vec::new();
-    let started = std::time::Instant::now();
-    'rollout: loop {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "gave up waiting for the rollout to v2"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let live = live_pods(&pods, "app=web").await;
-        max_live = max_live.max(live.len());
-        min_ready = min_ready.min(live.iter().filter(|p| is_ready(p)).count());
-        let remaining = live
-            .iter()
-            .filter(|p| p.metadata.name.as_ref().is_some_and(|n| old.contains(n)))
-            .count();
-        if old_counts.last() != Some(&remaining) {
-            old_counts.push(remaining);
-        }
-        let Ok(all) = pods.list(&ListParams::default().labels("app=web")).await else {
-            continue;
-        };
-        if all.items.len() != 3 || !all.items.iter().all(is_ready) || remaining != 0 {
-            continue;
-        }
-        for p in &all.items {
-            match info(&pod_ip(p)).await {
-                Some(i) if i["version"] == json!("v2") => {}
-                _ => continue 'rollout,
+    let mut old_counts = vec![old.len()];
+    let rollout = async {
+        while let Some(event) = watch.next().await {
+            match event.expect("watch event") {
+                WatchEvent::Added(p) | WatchEvent::Modified(p) => {
+                    if let Some(name) = p.metadata.name.clone() {
+                        state.insert(name, p);
+                    }
+                }
+                WatchEvent::Deleted(p) => {
+                    if let Some(name) = &p.metadata.name {
+                        state.remove(name);
+                    }
+                }
+                WatchEvent::Bookmark(_) => continue,
+                WatchEvent::Error(e) => panic!("watch error: {e:?}"),
+            }
+            let live: Vec<&Pod> = state
+                .values()
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
+                .collect();
+            let ready = live.iter().filter(|p| is_ready(p)).count();
+            max_live = max_live.max(live.len());
+            min_ready = min_ready.min(ready);
+            let remaining = live
+                .iter()
+                .filter(|p| p.metadata.name.as_ref().is_some_and(|n| old.contains(n)))
+                .count();
+            if old_counts.last() != Some(&remaining) {
+                old_counts.push(remaining);
+            }
+            if remaining == 0 && live.len() == 3 && ready == 3 {
+                return;
             }
         }
-        break;
+        panic!("the watch ended before the rollout did");
+    };
+    tokio::time::timeout(DEADLINE, rollout)
+        .await
+        .expect("gave up waiting for the rollout to v2");
+    let after = wait_ready_pods(&pods, "app=web", 3).await;
+    for p in &after {
+        wait(&format!("{} answers v2", pod_ip(p)), || async {
+            let i = info(&pod_ip(p)).await?;
+            (i["version"] == json!("v2")).then_some(())
+        })
+        .await;
     }
     assert!(
         max_live <= 4,
