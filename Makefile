@@ -29,6 +29,7 @@ include e2e/cluster/cluster.mk
 -include workloads/gateway/gateway.mk
 include e2e/kind/kind.mk
 include e2e/node-agent/node-agent.mk
+include e2e/scenarios/scenarios.mk
 
 # Namespace `make up` applies the samples to; address of the local operator's metrics.
 DEMO_NS          ?= modelhub-demo

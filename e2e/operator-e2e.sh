@@ -12,16 +12,14 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 state=${STATE_DIR:-$root/e2e/.state}/operator-e2e
 mkdir -p "$state"
 cargo=${CARGO:-cargo}
+# shellcheck source=lib/operator.sh
+. "$root/e2e/lib/operator.sh"
 
 echo "==> building the operator and its tests"
 "$cargo" build -p modelhub-operator --bins --tests --quiet
 
 echo "==> installing CRDs and the operator's RBAC"
-"$KUBECTL" apply --server-side --force-conflicts -f "$root/crds/" >/dev/null
-"$KUBECTL" wait --for condition=established --timeout=60s \
-    crd/vectorcollections.modelhub.io crd/inferenceservices.modelhub.io crd/trafficpolicies.modelhub.io >/dev/null
-"$KUBECTL" create namespace modelhub-system --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
-"$KUBECTL" apply -n modelhub-system -k "$root/config/rbac" >/dev/null
+install_operator_prereqs "$root"
 # Every deploy artefact is accepted by the API server.
 "$KUBECTL" apply --dry-run=server -k "$root/config/default" >/dev/null
 "$KUBECTL" apply --dry-run=server -n default -k "$root/config/samples" >/dev/null
@@ -36,55 +34,27 @@ if [ -n "${E2E_EXTERNAL_OPERATOR:-}" ]; then
   exec "$cargo" test -p modelhub-operator --test e2e -- --ignored --test-threads=4 --skip leader_election
 fi
 
-# A kubeconfig that acts as the operator's ServiceAccount.
 sa_kubeconfig=$state/operator.kubeconfig
-"$KUBECTL" config view --raw -o json | python3 -c '
-import json, sys
-cfg = json.load(sys.stdin)
-for user in cfg["users"]:
-    user["user"]["as"] = "system:serviceaccount:modelhub-system:modelhub-operator"
-json.dump(cfg, sys.stdout)' > "$sa_kubeconfig"
-
+operator_sa_kubeconfig "$sa_kubeconfig"
 target_dir=$("$cargo" metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-operator_bin=$target_dir/debug/modelhub-operator
 log=$state/operator.log
 echo "==> starting the operator as system:serviceaccount:modelhub-system:modelhub-operator (log: $log)"
-KUBECONFIG=$sa_kubeconfig POD_NAMESPACE=modelhub-system RUST_LOG=info,modelhub_operator=debug \
-  "$operator_bin" --metrics-addr=127.0.0.1:18080 --identity=e2e-operator >"$log" 2>&1 &
-operator_pid=$!
 stop_operator() {
-  if kill -0 "$operator_pid" 2>/dev/null; then kill -KILL "$operator_pid" 2>/dev/null || true; fi
+  if [ -n "${operator_pid:-}" ] && kill -0 "$operator_pid" 2>/dev/null; then kill -KILL "$operator_pid" 2>/dev/null || true; fi
 }
 trap stop_operator EXIT
-
-for _ in $(seq 1 120); do
-  if curl -sf http://127.0.0.1:18080/readyz >/dev/null && \
-     curl -sf http://127.0.0.1:18080/metrics | grep '^modelhub_operator_leader 1' >/dev/null; then
-    break
-  fi
-  if ! kill -0 "$operator_pid" 2>/dev/null; then
-    echo "operator exited early:" >&2; tail -50 "$log" >&2; exit 1
-  fi
-  sleep 0.5
-done
-curl -sf http://127.0.0.1:18080/metrics | grep '^modelhub_operator_leader 1' >/dev/null || {
-  echo "operator did not become leader:" >&2; tail -50 "$log" >&2; exit 1; }
+start_operator "$target_dir/debug/modelhub-operator" "$sa_kubeconfig" 127.0.0.1:18080 e2e-operator "$log"
 
 echo "==> running the e2e tests"
 status=0
 "$cargo" test -p modelhub-operator --test e2e -- --ignored --test-threads=4 || status=$?
 
 # No reconcile may fail for lack of permissions.
-if grep -q 'forbidden' "$log"; then
-  echo "the operator hit RBAC denials:" >&2; grep 'forbidden' "$log" | head -5 >&2; status=1
-fi
+operator_rbac_denials "$log" || status=1
 curl -sf http://127.0.0.1:18080/metrics | grep '^modelhub_operator_reconciles_total' || status=1
 
 echo "==> stopping the operator with SIGTERM"
-kill -TERM "$operator_pid"
-if ! wait "$operator_pid"; then
-  echo "operator did not shut down cleanly:" >&2; tail -30 "$log" >&2; status=1
-fi
+stop_operator_cleanly "$log" || status=1
 trap - EXIT
 # The test namespaces go (in the background): a node agent started later must not run
 # their pods.

@@ -40,6 +40,15 @@ pub enum Error {
     MissingObjectKey(&'static str),
     #[error("child kind {0} has no cache (it is missing from controllers::owned::children!)")]
     UncachedKind(&'static str),
+    #[error(
+        "{kind} {namespace}/{name} already belongs to {owner}; rename this resource or that one"
+    )]
+    ChildTaken {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        owner: String,
+    },
     #[error("cannot serialize {what}: {source}")]
     Serialize {
         what: &'static str,
@@ -56,6 +65,7 @@ impl Error {
             Self::Kube(_) => "client",
             Self::MissingObjectKey(_) => "missing_key",
             Self::UncachedKind(_) => "uncached_kind",
+            Self::ChildTaken { .. } => "child_taken",
             Self::Serialize { .. } => "serialize",
         }
     }

@@ -37,17 +37,22 @@ async fn reconcile_inner(tp: Arc<TrafficPolicy>, ctx: Arc<Context>) -> Result<Ac
     let uid = tp.uid().ok_or(Error::MissingObjectKey("uid"))?;
     let client = &ctx.client;
     let children = build::build(&tp, &ctx.images);
-    // Every child at once; children unchanged since the last apply cost no write.
+    // Children unchanged since the last apply cost no write. The gateway's identity,
+    // permissions and Service first: its pods would start without the right to watch
+    // their policy, or run for a Service that belongs to someone else (ChildTaken);
+    // then the Deployment and its budget.
     let c = ctx.as_ref();
-    let (_, _, deployment, _, _) = tokio::try_join!(
+    tokio::try_join!(
         apply(c, &children.service_account),
         // A RoleBinding is refused while its Role does not exist yet.
         async {
             apply(c, &children.role).await?;
             apply(c, &children.role_binding).await
         },
-        apply(c, &children.deployment),
         apply(c, &children.service),
+    )?;
+    let (deployment, _) = tokio::try_join!(
+        apply(c, &children.deployment),
         futures::future::try_join_all(children.pdb.iter().map(|p| apply(c, p))),
     )?;
     // A budget is only kept while there are two replicas or more.

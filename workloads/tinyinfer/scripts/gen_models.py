@@ -6,6 +6,11 @@
   bert.onnx       BERT-base-sized 2-layer encoder (hidden 768, 12 heads, FFN 3072,
                   opset 20 Gelu), inputs input_ids/attention_mask INT64 [batch, seq],
                   output last_hidden_state FP32 [batch, seq, 768]
+  lookup.onnx     row lookup in a 100 x 4 FP32 table: idx INT64 [batch, 1] ->
+                  vec FP32 [batch, 1, 4] (Gather); answers every idx in 0..99
+  lookup_short.onnx  the same with a 10-row table: fails at run time (ONNX Runtime's
+                  Gather bounds check, HTTP 500) for idx >= 10 -- the faulty canary of
+                  the rollout scenarios
 
 Usage: python gen_models.py OUT_DIR
 """
@@ -92,6 +97,18 @@ def fixed(path):
     save(graph, path)
 
 
+def lookup(path, rows):
+    table = np.arange(rows * 4, dtype=np.float32).reshape(rows, 4)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "idx"], ["vec"], axis=0)],
+        "lookup",
+        [helper.make_tensor_value_info("idx", TensorProto.INT64, ["batch", 1])],
+        [helper.make_tensor_value_info("vec", TensorProto.FLOAT, ["batch", 1, 4])],
+        [init("table", table)],
+    )
+    save(graph, path)
+
+
 def bert(path, rng, layers=2, hidden=768, heads=12, ffn=3072, vocab=8192, max_pos=512):
     head_dim = hidden // heads
     inits, nodes = [], []
@@ -171,6 +188,8 @@ def main():
     all_types(os.path.join(out, "all_types.onnx"))
     fixed(os.path.join(out, "fixed.onnx"))
     bert(os.path.join(out, "bert.onnx"), rng)
+    lookup(os.path.join(out, "lookup.onnx"), 100)
+    lookup(os.path.join(out, "lookup_short.onnx"), 10)
 
 
 if __name__ == "__main__":

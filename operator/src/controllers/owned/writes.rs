@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, MutexGuard, PoisonError};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::reflector::ObjectRef;
@@ -99,6 +99,18 @@ impl Owned {
 /// templates stripped when it comes from the cache).
 pub async fn apply<K: Child>(ctx: &Context, obj: &K) -> Result<K, Error> {
     let key = key_of::<K>(obj.meta())?;
+    let stored = ctx
+        .owned
+        .store::<K>()?
+        .get(&ObjectRef::new(&key.2).within(&key.1));
+    if let Some(owner) = stored.and_then(|s| taken_by(s.meta(), obj.meta())) {
+        return Err(Error::ChildTaken {
+            kind: key.0,
+            namespace: key.1,
+            name: key.2,
+            owner,
+        });
+    }
     let hash = hash_of(obj)?;
     if let Some(cached) = ctx.owned.unchanged::<K>(&key, hash) {
         ctx.metrics
@@ -116,6 +128,26 @@ pub async fn apply<K: Child>(ctx: &Context, obj: &K) -> Result<K, Error> {
         .with_label_values(&[key.0, "applied"])
         .inc();
     Ok(stored)
+}
+
+fn controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true))
+}
+
+/// `Kind name` of the object controlling `stored` when that is not the controller the
+/// desired child names: two resources may want the same child name (a TrafficPolicy's
+/// Service and an InferenceService's, both named after their resource), and a forced
+/// apply would hand the object back and forth between them.
+fn taken_by(stored: &ObjectMeta, desired: &ObjectMeta) -> Option<String> {
+    match (controller(stored), controller(desired)) {
+        (Some(theirs), Some(ours)) if theirs.uid != ours.uid => {
+            Some(format!("{} {}", theirs.kind, theirs.name))
+        }
+        _ => None,
+    }
 }
 
 /// Server-side applies `obj` (force: the operator owns these fields) and returns the
@@ -194,6 +226,36 @@ mod tests {
         let applied = Applied::of(7, &meta("u1", None, "100"));
         assert!(applied.untouched(&meta("u1", None, "100")));
         assert!(!applied.untouched(&meta("u1", None, "101")));
+    }
+
+    fn owned_by(kind: &str, name: &str, uid: &str) -> ObjectMeta {
+        ObjectMeta {
+            owner_references: Some(vec![OwnerReference {
+                api_version: "modelhub.io/v1alpha1".into(),
+                kind: kind.into(),
+                name: name.into(),
+                uid: uid.into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn a_child_controlled_by_another_object_is_taken() {
+        let isvc = owned_by("InferenceService", "lookup", "u1");
+        let tp = owned_by("TrafficPolicy", "lookup", "u2");
+        assert_eq!(
+            taken_by(&isvc, &tp).as_deref(),
+            Some("InferenceService lookup")
+        );
+        assert_eq!(taken_by(&tp, &tp), None, "its own child");
+        assert_eq!(
+            taken_by(&ObjectMeta::default(), &tp),
+            None,
+            "no controller yet"
+        );
     }
 
     #[test]
