@@ -77,3 +77,54 @@ async fn quantized_mlp_loads_in_onnx_runtime_and_stays_close() {
         "max error {err} against max |y| {scale}"
     );
 }
+
+#[tokio::test]
+async fn quantized_bert_encoder_loads_and_keeps_token_states_aligned() {
+    let dir = models_dir();
+    let work = tempfile::tempdir().unwrap();
+    let original = work.path().join("bert.onnx");
+    std::fs::copy(dir.join("bert.onnx"), &original).unwrap();
+    let runtime = RuntimeOptions {
+        quantization: Quantization::Int8Dynamic,
+        ..RuntimeOptions::default()
+    };
+    let q = quantize_cached(
+        &original,
+        work.path(),
+        &QuantizeOptions::from_runtime(&runtime),
+    )
+    .unwrap();
+    let report = q.report.unwrap();
+    // 2 layers x (q, k, v, o, ffn1, ffn2), each with its bias Add folded in.
+    assert_eq!(report.quantized.len(), 12, "{report:?}");
+    assert_eq!(report.folded_bias, 12);
+    assert!(
+        std::fs::metadata(&q.path).unwrap().len() < std::fs::metadata(&original).unwrap().len()
+    );
+    let fp32 = OrtModel::load(&original, &runtime).unwrap();
+    let int8 = OrtModel::load(&q.path, &runtime).unwrap();
+    let (batch, seq) = (2usize, 16usize);
+    let inputs = vec![
+        Tensor {
+            name: "input_ids".into(),
+            shape: vec![batch as i64, seq as i64],
+            data: TensorData::I64((0..batch * seq).map(|i| (i * 37 % 8000) as i64).collect()),
+        },
+        Tensor {
+            name: "attention_mask".into(),
+            shape: vec![batch as i64, seq as i64],
+            data: TensorData::I64(vec![1; batch * seq]),
+        },
+    ];
+    let a = fp32.run(inputs.clone()).unwrap();
+    let b = int8.run(inputs).unwrap();
+    let (a, b) = (f32s(&a[0]), f32s(&b[0]));
+    assert_eq!(a.len(), b.len());
+    // Cosine similarity of every token's hidden state.
+    for (x, y) in a.chunks(768).zip(b.chunks(768)) {
+        let dot: f32 = x.iter().zip(y).map(|(p, q)| p * q).sum();
+        let norm = |v: &[f32]| v.iter().map(|p| p * p).sum::<f32>().sqrt();
+        let cosine = dot / (norm(x) * norm(y));
+        assert!(cosine > 0.99, "token cosine {cosine}");
+    }
+}
