@@ -96,6 +96,10 @@ impl ServedModel {
             Some(p) => (vec![p.input_spec()], p.output_specs()),
             None => (engine.inputs().to_vec(), engine.outputs().to_vec()),
         };
+        metrics
+            .precision
+            .with_label_values(&[&config.name, &config.version, precision.as_str()])
+            .set(1);
         let batcher = Batcher::spawn(
             engine.clone(),
             BatcherSettings {

@@ -128,3 +128,39 @@ async fn quantized_bert_encoder_loads_and_keeps_token_states_aligned() {
         assert!(cosine > 0.99, "token cosine {cosine}");
     }
 }
+
+#[tokio::test]
+async fn a_served_int8_model_reports_its_precision_and_a_corrupt_one_fails_with_the_reason() {
+    use tinyinfer::config::ModelConfig;
+    use tinyinfer::metrics::Metrics;
+    use tinyinfer::model::ServedModel;
+    use tinyinfer::storage::Storage;
+    let dir = models_dir();
+    let work = tempfile::tempdir().unwrap();
+    let original = work.path().join("mlp.onnx");
+    std::fs::copy(dir.join("mlp.onnx"), &original).unwrap();
+    let storage = Storage::new(work.path().join("cache"), 1 << 30);
+    let metrics = Metrics::new().unwrap();
+    let mut config = ModelConfig::new("mlp".into(), original.display().to_string());
+    config.runtime.quantization = Quantization::Int8Dynamic;
+    let served = ServedModel::load(config.clone(), &storage, metrics.clone())
+        .await
+        .unwrap();
+    assert_eq!(served.precision, Quantization::Int8Dynamic);
+    assert_eq!(
+        metrics
+            .precision
+            .with_label_values(&["mlp", "1", "int8-dynamic"])
+            .get(),
+        1
+    );
+    let corrupt = work.path().join("corrupt.onnx");
+    std::fs::write(&corrupt, b"\xff\xff\xffnot a model").unwrap();
+    config.uri = corrupt.display().to_string();
+    let err = ServedModel::load(config, &storage, metrics)
+        .await
+        .err()
+        .unwrap();
+    assert!(err.contains("int8-dynamic quantization of"), "{err}");
+    assert!(err.contains("not a valid ONNX model"), "{err}");
+}
