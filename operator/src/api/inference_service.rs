@@ -136,9 +136,16 @@ pub struct RuntimeSpec {
     /// Execution provider.
     #[serde(default)]
     pub execution_provider: ExecutionProvider,
-    /// Weight quantization applied when the model is loaded.
+    /// Precision the model is served at: tinyinfer rewrites the graph when it loads
+    /// (MatMul/Gemm weights to INT8) and caches the result beside the original; a model
+    /// that cannot be quantized is reported as failed, not served in FP32.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self != 'Int8Static'").message("runtime.quantization Int8Static (calibrated QDQ) is not implemented yet; use Int8Dynamic"))]
     pub quantization: ModelQuantization,
+    /// Node names or op types (e.g. `Gemm`) the quantization pass keeps in FP32.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1024))]
+    pub quantization_exclude: Vec<String>,
 }
 
 /// ONNX Runtime graph optimization level.
@@ -173,8 +180,14 @@ pub enum ModelQuantization {
     /// Serve the model as given.
     #[default]
     None,
-    /// Dynamic INT8 quantization of weights.
+    /// Same as `Int8Dynamic` (the name manifests used before the variants were split).
     Int8,
+    /// INT8 weights (per output channel) of MatMul/Gemm nodes with constant weights;
+    /// activations are quantized at run time.
+    Int8Dynamic,
+    /// INT8 weights and activations with calibrated scales (QDQ); not implemented yet,
+    /// rejected by the API server.
+    Int8Static,
 }
 
 /// Dynamic batching.

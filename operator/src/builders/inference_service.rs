@@ -26,6 +26,7 @@ use super::common::{
 };
 use crate::api::{
     ExecutionProvider, GraphOptimizationLevel, InferenceService, InferenceServiceSpec,
+    ModelQuantization,
 };
 
 /// Workload name (`app.kubernetes.io/name`) of tinyinfer pods.
@@ -145,6 +146,15 @@ pub fn model_config(spec: &InferenceServiceSpec) -> tinyinfer::FileConfig {
         },
         intra_op_threads: count(runtime.intra_op_threads),
         inter_op_threads: count(runtime.inter_op_threads),
+        quantization: match runtime.quantization {
+            ModelQuantization::None => tinyinfer::Quantization::None,
+            ModelQuantization::Int8 | ModelQuantization::Int8Dynamic => {
+                tinyinfer::Quantization::Int8Dynamic
+            }
+            // Refused by the CRD's CEL rule before it gets here; the nearest precision built.
+            ModelQuantization::Int8Static => tinyinfer::Quantization::Int8Dynamic,
+        },
+        quantization_exclude: runtime.quantization_exclude.clone(),
         ..tinyinfer::RuntimeOptions::default()
     };
     let batching = match &spec.batching {

@@ -136,6 +136,32 @@ fn model_config_carries_runtime_and_batching() {
 }
 
 #[test]
+fn quantization_reaches_tinyinfer() {
+    let config = |runtime: serde_json::Value| {
+        config_env(&build(
+            &isvc(
+                json!({"model": {"name": "m", "storageUri": "file:///m.onnx"}, "runtime": runtime}),
+            ),
+            &Images::default(),
+        ))
+        .runtime
+    };
+    let none = config(json!({}));
+    assert_eq!(none.quantization, tinyinfer::Quantization::None);
+    assert!(none.quantization_exclude.is_empty());
+    let dynamic =
+        config(json!({"quantization": "Int8Dynamic", "quantizationExclude": ["lm_head", "Gemm"]}));
+    assert_eq!(dynamic.quantization, tinyinfer::Quantization::Int8Dynamic);
+    assert_eq!(
+        dynamic.quantization_exclude,
+        vec!["lm_head".to_owned(), "Gemm".to_owned()]
+    );
+    // The name older manifests used means the same.
+    let legacy = config(json!({"quantization": "Int8"}));
+    assert_eq!(legacy.quantization, tinyinfer::Quantization::Int8Dynamic);
+}
+
+#[test]
 fn no_batching_section_means_unbatched() {
     let children = build(
         &isvc(json!({"model": {"name": "m", "storageUri": "file:///m.onnx"}})),

@@ -52,6 +52,29 @@ pub enum ExecutionProvider {
     Cuda,
 }
 
+/// Precision the model is served at: tinyinfer rewrites the graph when it loads
+/// (`tinyinfer::quantize`) and caches the result beside the original.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Quantization {
+    /// Serve the graph as given.
+    #[default]
+    None,
+    /// INT8 weights of MatMul/Gemm nodes with constant weights (per output channel),
+    /// activations quantized at run time.
+    Int8Dynamic,
+}
+
+impl Quantization {
+    /// The name used in the config, logs and metrics (`none`, `int8-dynamic`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Int8Dynamic => "int8-dynamic",
+        }
+    }
+}
+
 /// Session options passed to ONNX Runtime.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -64,6 +87,11 @@ pub struct RuntimeOptions {
     pub execution_provider: ExecutionProvider,
     /// CPU memory arena (faster repeated runs, more resident memory).
     pub memory_arena: bool,
+    /// Rewrite the graph to this precision when it loads.
+    pub quantization: Quantization,
+    /// Node names (or op types) kept in FP32 by the quantization pass.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quantization_exclude: Vec<String>,
 }
 
 impl Default for RuntimeOptions {
@@ -74,6 +102,8 @@ impl Default for RuntimeOptions {
             inter_op_threads: 0,
             execution_provider: ExecutionProvider::Cpu,
             memory_arena: true,
+            quantization: Quantization::None,
+            quantization_exclude: Vec::new(),
         }
     }
 }
@@ -203,8 +233,8 @@ impl ModelConfig {
     /// Parses the flag form `name=mlp,version=2,uri=file:///m.onnx,maxBatchSize=16,...`.
     ///
     /// Keys: name, version, uri, sha256, tokenizer, pooling, maxTokens, optimization,
-    /// intraOpThreads, interOpThreads, executionProvider, memoryArena, maxBatchSize,
-    /// maxQueueDelayUs, maxQueueSize, timeoutMs.
+    /// intraOpThreads, interOpThreads, executionProvider, memoryArena, quantization,
+    /// maxBatchSize, maxQueueDelayUs, maxQueueSize, timeoutMs.
     pub fn parse_flag(spec: &str) -> Result<Self, ConfigError> {
         let err = |reason: String| ConfigError::Spec {
             spec: spec.to_owned(),
@@ -243,6 +273,9 @@ impl ModelConfig {
                 }
                 "executionProvider" | "ep" => {
                     runtime.insert("executionProvider".into(), s());
+                }
+                "quantization" => {
+                    runtime.insert(key.to_owned(), s());
                 }
                 "intraOpThreads" | "interOpThreads" => {
                     runtime.insert(key.to_owned(), num()?);
@@ -315,6 +348,10 @@ mod tests {
         assert_eq!(m.runtime.intra_op_threads, 1);
         assert_eq!(m.runtime.graph_optimization, OptLevel::Basic);
         assert!(!m.runtime.memory_arena);
+        assert_eq!(m.runtime.quantization, Quantization::None);
+        let q = ModelConfig::parse_flag("name=m,uri=/m.onnx,quantization=int8-dynamic").unwrap();
+        assert_eq!(q.runtime.quantization, Quantization::Int8Dynamic);
+        assert!(ModelConfig::parse_flag("name=m,uri=/m.onnx,quantization=int4").is_err());
     }
 
     #[test]
@@ -344,7 +381,8 @@ mod tests {
         let c = FileConfig::load(
             r#"{"models":[{"name":"m","version":"3","uri":"file:///mnt/pvc/c/m.onnx",
                 "sha256":"ab","tokenizer":"file:///mnt/pvc/c/tokenizer.json",
-                "runtime":{"graphOptimization":"extended","executionProvider":"cuda","intraOpThreads":4},
+                "runtime":{"graphOptimization":"extended","executionProvider":"cuda","intraOpThreads":4,
+                           "quantization":"int8-dynamic","quantizationExclude":["head"]},
                 "batching":{"maxBatchSize":8,"maxQueueDelayUs":500,"maxQueueSize":64}}]}"#,
         )
         .unwrap();
@@ -353,6 +391,8 @@ mod tests {
         assert_eq!(m.runtime.graph_optimization, OptLevel::Extended);
         assert_eq!(m.batching.max_queue_delay_us, 500);
         assert_eq!(m.batching.max_queue_size, 64);
+        assert_eq!(m.runtime.quantization, Quantization::Int8Dynamic);
+        assert_eq!(m.runtime.quantization_exclude, vec!["head".to_owned()]);
         assert!(
             FileConfig::load(
                 r#"{"models":[{"name":"m","uri":"x","batching":{"maxBatchSize":1}}]}"#
@@ -367,6 +407,8 @@ mod tests {
         model.tokenizer = Some("file:///t.json".into());
         model.batching.max_batch_size = 8;
         model.runtime.execution_provider = ExecutionProvider::Cuda;
+        model.runtime.quantization = Quantization::Int8Dynamic;
+        model.runtime.quantization_exclude = vec!["lm_head".into()];
         let config = FileConfig {
             models: vec![model],
         };

@@ -12,6 +12,7 @@ pub mod error;
 pub mod grpc;
 pub mod metrics;
 pub mod model;
+pub mod quantize;
 pub mod repository;
 pub mod rest;
 pub mod runtime;

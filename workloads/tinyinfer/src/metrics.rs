@@ -16,6 +16,8 @@ pub struct Metrics {
     pub compute_seconds: HistogramVec,
     pub batch_size: HistogramVec,
     pub inflight: IntGaugeVec,
+    /// 1 for the precision each loaded model version serves (`none`, `int8-dynamic`).
+    pub precision: IntGaugeVec,
 }
 
 impl Metrics {
@@ -77,7 +79,15 @@ impl Metrics {
         registry.register(Box::new(queue_seconds.clone()))?;
         registry.register(Box::new(compute_seconds.clone()))?;
         registry.register(Box::new(batch_size.clone()))?;
+        let precision = IntGaugeVec::new(
+            Opts::new(
+                "tinyinfer_model_precision",
+                "1 for the precision a loaded model version serves at",
+            ),
+            &["model", "version", "precision"],
+        )?;
         registry.register(Box::new(inflight.clone()))?;
+        registry.register(Box::new(precision.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -87,6 +97,7 @@ impl Metrics {
             compute_seconds,
             batch_size,
             inflight,
+            precision,
         })
     }
 }

@@ -7,11 +7,12 @@ use std::time::Instant;
 use oip::{Tensor, TensorSpec};
 
 use crate::batcher::{Batcher, BatcherSettings};
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, Quantization};
 use crate::embedding::EmbeddingPipeline;
 use crate::engine::Model;
 use crate::error::InferError;
 use crate::metrics::Metrics;
+use crate::quantize::{self, QuantizeOptions};
 use crate::runtime::OrtModel;
 use crate::storage::Storage;
 
@@ -40,6 +41,8 @@ impl From<oip::InferRequest> for InferRequest {
 /// A model version that loaded and can serve requests.
 pub struct ServedModel {
     pub config: ModelConfig,
+    /// The precision being served (the graph was rewritten when it is not `None`).
+    pub precision: Quantization,
     /// What clients send (the embedding pipeline's `text` for tokenizer models).
     pub inputs: Vec<TensorSpec>,
     /// What clients get back.
@@ -72,10 +75,11 @@ impl ServedModel {
             None => None,
         };
         let options = config.runtime.clone();
-        let engine = tokio::task::spawn_blocking(move || OrtModel::load(&path, &options))
+        let precision = options.quantization;
+        let cache_dir = storage.cache_dir.clone();
+        let engine = tokio::task::spawn_blocking(move || load_engine(&path, &cache_dir, &options))
             .await
-            .map_err(|e| format!("load task failed: {e}"))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("load task failed: {e}"))??;
         let engine: Arc<dyn Model> = Arc::new(engine);
         let batchable = engine.max_batch_size() != Some(1);
         let pipeline = match tokenizer_path {
@@ -92,6 +96,10 @@ impl ServedModel {
             Some(p) => (vec![p.input_spec()], p.output_specs()),
             None => (engine.inputs().to_vec(), engine.outputs().to_vec()),
         };
+        metrics
+            .precision
+            .with_label_values(&[&config.name, &config.version, precision.as_str()])
+            .set(1);
         let batcher = Batcher::spawn(
             engine.clone(),
             BatcherSettings {
@@ -107,10 +115,12 @@ impl ServedModel {
             batchable,
             max_batch_size = config.batching.max_batch_size,
             embedding = pipeline.is_some(),
+            precision = precision.as_str(),
             "model ready"
         );
         Ok(Self {
             config,
+            precision,
             inputs,
             outputs,
             graph_inputs: engine.inputs().to_vec(),
@@ -169,6 +179,28 @@ impl ServedModel {
             .filter(|t| request.outputs.is_empty() || request.outputs.contains(&t.name))
             .collect())
     }
+}
+
+/// Opens the session on `path`, first running the quantization pass (or taking its
+/// cached result) when the runtime options ask for it. Loading the quantized graph into
+/// ONNX Runtime is the check of the pass; a result ONNX Runtime refuses is removed from
+/// the cache so a fixed pass redoes it.
+fn load_engine(
+    path: &std::path::Path,
+    cache_dir: &std::path::Path,
+    options: &crate::config::RuntimeOptions,
+) -> Result<OrtModel, String> {
+    if options.quantization == Quantization::None {
+        return OrtModel::load(path, options).map_err(|e| e.to_string());
+    }
+    let mode = options.quantization.as_str();
+    let quantized =
+        quantize::quantize_cached(path, cache_dir, &QuantizeOptions::from_runtime(options))
+            .map_err(|e| format!("{mode} quantization of {} failed: {e}", path.display()))?;
+    OrtModel::load(&quantized.path, options).map_err(|e| {
+        let _ = std::fs::remove_file(&quantized.path);
+        format!("{mode} quantized model does not load in ONNX Runtime: {e}")
+    })
 }
 
 /// Matches request tensors to the model's inputs by name, checking datatype, rank, fixed
