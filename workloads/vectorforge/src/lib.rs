@@ -13,6 +13,7 @@ pub mod npy;
 pub mod ops;
 pub mod payload;
 pub mod point_id;
+pub mod quantization;
 pub mod snapshot;
 pub mod storage;
 pub mod types;
