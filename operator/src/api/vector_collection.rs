@@ -62,7 +62,10 @@ pub struct VectorCollectionSpec {
     pub hnsw: HnswConfig,
 
     /// Vector quantization used to speed up search (original vectors are kept for rescoring).
+    /// Only `None` is served today: `Int8` and `Binary` are refused until vectorforge
+    /// searches on quantized codes (its codecs exist; the search path does not yet).
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self == 'None'").message("quantization Int8 and Binary are not implemented yet (vectorforge does not search on quantized codes); use None"))]
     pub quantization: Quantization,
 
     /// Payload fields indexed with roaring bitmaps for fast filtering.

@@ -116,6 +116,18 @@ async fn invalid_specs_are_rejected_with_clear_messages() {
         ),
         (
             "VectorCollection",
+            "quantized",
+            vc(json!({"quantization": "Binary"})),
+            "quantization Int8 and Binary are not implemented yet",
+        ),
+        (
+            "InferenceService",
+            "int8-static",
+            isvc(json!({"runtime": {"quantization": "Int8Static"}})),
+            "Int8Static (calibrated QDQ) is not implemented yet",
+        ),
+        (
+            "VectorCollection",
             "a-name-that-is-far-too-long-for-a-collection",
             vc(json!({})),
             "metadata.name must be at most 40 characters",

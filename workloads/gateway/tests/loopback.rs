@@ -266,6 +266,60 @@ async fn a_killed_pod_costs_at_most_its_in_flight_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_pod_costs_at_most_its_in_flight_grpc_calls() {
+    let (p1, mut p2) = tokio::join!(Backend::start("1"), Backend::start("1"));
+    let policy = PolicySpec {
+        backends: vec![backend("a", 100, vec![p1.endpoint(), p2.endpoint()])],
+        ..Default::default()
+    };
+    let gw = Gateway::start(&policy).await;
+    let client = gw.grpc_client().await;
+    let done = Arc::new(AtomicUsize::new(0));
+    const CONCURRENCY: usize = 16;
+    let calls = |n: usize, done: Arc<AtomicUsize>| {
+        let client = client.clone();
+        async move {
+            futures::stream::iter(0..n)
+                .map(|_| {
+                    let (mut client, done) = (client.clone(), Arc::clone(&done));
+                    async move {
+                        let r = client.model_infer(grpc_infer(&[])).await;
+                        done.fetch_add(1, Ordering::Relaxed);
+                        r.map(|a| a.into_inner().model_version)
+                            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+                    }
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect::<Vec<_>>()
+                .await
+        }
+    };
+    let load = tokio::spawn(calls(3000, Arc::clone(&done)));
+    wait_for("gRPC load under way", Duration::from_secs(60), || async {
+        done.load(Ordering::Relaxed) >= 500
+    })
+    .await;
+    p2.proc.kill();
+    let at_kill = done.load(Ordering::Relaxed);
+    let results = load.await.unwrap();
+    assert!(
+        at_kill < 2500,
+        "the kill came too late to matter ({at_kill} done)"
+    );
+    let errors: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        errors.len() <= CONCURRENCY,
+        "{} errors: {errors:?}",
+        errors.len()
+    );
+    // After the kill every call goes to the survivor and succeeds.
+    let after = calls(200, Arc::new(AtomicUsize::new(0))).await;
+    let ok = after.iter().filter(|r| r.as_deref() == Ok("1")).count();
+    assert_eq!(ok, 200, "{:?}", after.iter().find(|r| r.is_err()));
+    drop(p1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn policy_edits_apply_without_restart() {
     let (v1, v2) = tokio::join!(Backend::start("1"), Backend::start("2"));
     let mut policy = PolicySpec {
