@@ -94,6 +94,29 @@ fn rollout_policy(name: &str, canary_service: &str) -> TrafficPolicy {
     .expect("traffic policy")
 }
 
+/// Creates [`rollout_policy`] `name` in `ns`; returns the namespace's policies.
+async fn create_policy(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    canary_service: &str,
+) -> Api<TrafficPolicy> {
+    let tps: Api<TrafficPolicy> = Api::namespaced(client.clone(), ns);
+    tps.create(
+        &PostParams::default(),
+        &rollout_policy(name, canary_service),
+    )
+    .await
+    .expect("create traffic policy");
+    tps
+}
+
+/// An infer request for row `idx` of the lookup table.
+fn lookup_request(idx: i64) -> String {
+    json!({"inputs": [{"name": "idx", "datatype": "INT64", "shape": [1, 1], "data": [idx]}]})
+        .to_string()
+}
+
 /// The infer URL of the policy's Ready gateway pod (waits for one).
 async fn gateway_url(client: &Client, ns: &str, policy: &str) -> String {
     let selector = format!("app.kubernetes.io/name=gateway,app.kubernetes.io/instance={policy}");
@@ -109,11 +132,7 @@ async fn gateway_url(client: &Client, ns: &str, policy: &str) -> String {
 
 /// Clients asking for random rows 0..99 (every row exists in the stable model).
 fn start_load(url: &str) -> Load {
-    let body = Arc::new(|rng: &mut rand::rngs::ThreadRng| {
-        let idx: i64 = rng.random_range(0..100);
-        json!({"inputs": [{"name": "idx", "datatype": "INT64", "shape": [1, 1], "data": [idx]}]})
-            .to_string()
-    });
+    let body = Arc::new(|rng: &mut rand::rngs::ThreadRng| lookup_request(rng.random_range(0..100)));
     Load::start(url.to_owned(), 4, Duration::from_millis(20), body)
 }
 
@@ -150,13 +169,7 @@ async fn a_healthy_canary_is_promoted_and_clients_see_no_error() {
         &[("lookup", "lookup.onnx"), ("lookup-v2", "lookup.onnx")],
     )
     .await;
-    let tps: Api<TrafficPolicy> = Api::namespaced(client.clone(), ns);
-    tps.create(
-        &PostParams::default(),
-        &rollout_policy("split", "lookup-v2"),
-    )
-    .await
-    .expect("create traffic policy");
+    let tps = create_policy(&client, ns, "split", "lookup-v2").await;
     let url = gateway_url(&client, ns, "split").await;
     let load = start_load(&url);
 
@@ -191,8 +204,7 @@ async fn a_healthy_canary_is_promoted_and_clients_see_no_error() {
     // Promoted: every request now reaches the canary and answers.
     let http = http_client();
     for idx in [0, 42, 99] {
-        let body = json!({"inputs": [{"name": "idx", "datatype": "INT64", "shape": [1, 1], "data": [idx]}]});
-        let (status, answer) = post(&http, &url, body.to_string()).await;
+        let (status, answer) = post(&http, &url, lookup_request(idx)).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
         let v: serde_json::Value = serde_json::from_slice(&answer).expect("OIP JSON");
         let first = idx as f64 * 4.0;
@@ -238,13 +250,7 @@ async fn a_canary_failing_for_some_inputs_rolls_back_at_its_second_failed_check(
         ],
     )
     .await;
-    let tps: Api<TrafficPolicy> = Api::namespaced(client.clone(), ns);
-    tps.create(
-        &PostParams::default(),
-        &rollout_policy("split", "lookup-short"),
-    )
-    .await
-    .expect("create traffic policy");
+    let tps = create_policy(&client, ns, "split", "lookup-short").await;
     let url = gateway_url(&client, ns, "split").await;
     let load = start_load(&url);
 
@@ -329,13 +335,7 @@ async fn a_policy_named_like_an_inference_service_does_not_take_its_service() {
         &[("lookup", "lookup.onnx"), ("lookup-v2", "lookup.onnx")],
     )
     .await;
-    let tps: Api<TrafficPolicy> = Api::namespaced(client.clone(), ns);
-    tps.create(
-        &PostParams::default(),
-        &rollout_policy("lookup", "lookup-v2"),
-    )
-    .await
-    .expect("create traffic policy");
+    create_policy(&client, ns, "lookup", "lookup-v2").await;
     let why = format!("Service {ns}/lookup already belongs to InferenceService lookup");
     wait_for("a ReconcileFailed Event naming the clash", || async {
         events(&client, ns, "lookup", "ReconcileFailed")

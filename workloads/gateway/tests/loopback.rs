@@ -213,26 +213,23 @@ async fn mirror_gets_its_share_and_its_failures_never_reach_the_client() {
     assert_eq!(counts.get("1"), Some(&200), "{counts:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_killed_pod_costs_at_most_its_in_flight_requests() {
-    let (p1, mut p2) = tokio::join!(Backend::start("1"), Backend::start("1"));
-    let policy = PolicySpec {
-        backends: vec![backend("a", 100, vec![p1.endpoint(), p2.endpoint()])],
-        ..Default::default()
-    };
-    let gw = Gateway::start(&policy).await;
-    let http = Http::new();
-    let base = gw.url("");
-    let done = Arc::new(AtomicUsize::new(0));
+/// Sends 3,000 calls 16 at a time, SIGKILLs `victim` (one of the backend's two pods)
+/// after 500 have finished, and checks that at most the calls in flight failed and that
+/// 200 calls afterwards all reach the survivor (backend version "1").
+async fn a_pod_killed_mid_run<F, Fut>(victim: &mut Backend, call: F)
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<String, String>> + Send,
+{
     const CONCURRENCY: usize = 16;
-    let load = {
-        let (http, base, done) = (http.clone(), base.clone(), Arc::clone(&done));
-        tokio::spawn(async move {
-            futures::stream::iter(0..3000)
+    let calls = |n: usize, done: Arc<AtomicUsize>| {
+        let call = call.clone();
+        async move {
+            futures::stream::iter(0..n)
                 .map(|_| {
-                    let (http, base, done) = (http.clone(), base.clone(), Arc::clone(&done));
+                    let (call, done) = (call.clone(), Arc::clone(&done));
                     async move {
-                        let r = http.infer(&base, &[]).await;
+                        let r = call().await;
                         done.fetch_add(1, Ordering::Relaxed);
                         r
                     }
@@ -240,13 +237,15 @@ async fn a_killed_pod_costs_at_most_its_in_flight_requests() {
                 .buffer_unordered(CONCURRENCY)
                 .collect::<Vec<_>>()
                 .await
-        })
+        }
     };
+    let done = Arc::new(AtomicUsize::new(0));
+    let load = tokio::spawn(calls(3000, Arc::clone(&done)));
     wait_for("load under way", Duration::from_secs(60), || async {
         done.load(Ordering::Relaxed) >= 500
     })
     .await;
-    p2.proc.kill();
+    victim.proc.kill();
     let at_kill = done.load(Ordering::Relaxed);
     let results = load.await.unwrap();
     assert!(
@@ -260,62 +259,49 @@ async fn a_killed_pod_costs_at_most_its_in_flight_requests() {
         errors.len()
     );
     // After the kill everything goes to the survivor.
-    let after = run(&gw, 200, 8, &[]).await;
-    assert_eq!(after.get("1"), Some(&200), "{after:?}");
-    drop(p1);
+    let after = calls(200, Arc::new(AtomicUsize::new(0))).await;
+    let ok = after.iter().filter(|r| r.as_deref() == Ok("1")).count();
+    assert_eq!(ok, 200, "{:?}", after.iter().find(|r| r.is_err()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_killed_pod_costs_at_most_its_in_flight_grpc_calls() {
-    let (p1, mut p2) = tokio::join!(Backend::start("1"), Backend::start("1"));
+/// A gateway in front of one backend with two pods (both version "1").
+async fn two_pod_gateway() -> (Backend, Backend, Gateway) {
+    let (p1, p2) = tokio::join!(Backend::start("1"), Backend::start("1"));
     let policy = PolicySpec {
         backends: vec![backend("a", 100, vec![p1.endpoint(), p2.endpoint()])],
         ..Default::default()
     };
     let gw = Gateway::start(&policy).await;
-    let client = gw.grpc_client().await;
-    let done = Arc::new(AtomicUsize::new(0));
-    const CONCURRENCY: usize = 16;
-    let calls = |n: usize, done: Arc<AtomicUsize>| {
-        let client = client.clone();
-        async move {
-            futures::stream::iter(0..n)
-                .map(|_| {
-                    let (mut client, done) = (client.clone(), Arc::clone(&done));
-                    async move {
-                        let r = client.model_infer(grpc_infer(&[])).await;
-                        done.fetch_add(1, Ordering::Relaxed);
-                        r.map(|a| a.into_inner().model_version)
-                            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
-                    }
-                })
-                .buffer_unordered(CONCURRENCY)
-                .collect::<Vec<_>>()
-                .await
-        }
-    };
-    let load = tokio::spawn(calls(3000, Arc::clone(&done)));
-    wait_for("gRPC load under way", Duration::from_secs(60), || async {
-        done.load(Ordering::Relaxed) >= 500
+    (p1, p2, gw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_pod_costs_at_most_its_in_flight_requests() {
+    let (p1, mut p2, gw) = two_pod_gateway().await;
+    let (http, base) = (Http::new(), gw.url(""));
+    a_pod_killed_mid_run(&mut p2, move || {
+        let (http, base) = (http.clone(), base.clone());
+        async move { http.infer(&base, &[]).await }
     })
     .await;
-    p2.proc.kill();
-    let at_kill = done.load(Ordering::Relaxed);
-    let results = load.await.unwrap();
-    assert!(
-        at_kill < 2500,
-        "the kill came too late to matter ({at_kill} done)"
-    );
-    let errors: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-    assert!(
-        errors.len() <= CONCURRENCY,
-        "{} errors: {errors:?}",
-        errors.len()
-    );
-    // After the kill every call goes to the survivor and succeeds.
-    let after = calls(200, Arc::new(AtomicUsize::new(0))).await;
-    let ok = after.iter().filter(|r| r.as_deref() == Ok("1")).count();
-    assert_eq!(ok, 200, "{:?}", after.iter().find(|r| r.is_err()));
+    drop(p1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_pod_costs_at_most_its_in_flight_grpc_calls() {
+    let (p1, mut p2, gw) = two_pod_gateway().await;
+    let client = gw.grpc_client().await;
+    a_pod_killed_mid_run(&mut p2, move || {
+        let mut client = client.clone();
+        async move {
+            client
+                .model_infer(grpc_infer(&[]))
+                .await
+                .map(|a| a.into_inner().model_version)
+                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+        }
+    })
+    .await;
     drop(p1);
 }
 

@@ -2,47 +2,18 @@
 //! MLP and BERT-sized encoder (`make ort-lib tinyinfer-models`) are quantized, opened in a
 //! session, and their outputs compared with the FP32 graph's.
 
-use std::path::PathBuf;
-
 use oip::{Tensor, TensorData};
 use tinyinfer::config::{Quantization, RuntimeOptions};
 use tinyinfer::engine::Model;
 use tinyinfer::quantize::{QuantizeOptions, quantize_cached};
 use tinyinfer::runtime::OrtModel;
 
-fn cache() -> PathBuf {
-    std::env::var_os("CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/modelhub")))
-        .unwrap_or_default()
-        .join("tinyinfer")
-}
-
-fn models_dir() -> PathBuf {
-    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        // SAFETY: set before ONNX Runtime is loaded; every test sets the same value.
-        unsafe {
-            std::env::set_var(
-                "ORT_DYLIB_PATH",
-                cache().join("ort-1.32.0/libonnxruntime.so.1.32.0"),
-            )
-        };
-    }
-    std::env::var_os("TINYINFER_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cache().join("models"))
-}
-
-fn f32s(t: &Tensor) -> &[f32] {
-    match &t.data {
-        TensorData::F32(v) => v,
-        other => panic!("expected FP32 output, got {other:?}"),
-    }
-}
+mod common;
+use common::{f32s, setup};
 
 #[tokio::test]
 async fn quantized_mlp_loads_in_onnx_runtime_and_stays_close() {
-    let dir = models_dir();
+    let dir = setup();
     let work = tempfile::tempdir().unwrap();
     let original = work.path().join("mlp.onnx");
     std::fs::copy(dir.join("mlp.onnx"), &original).unwrap();
@@ -80,7 +51,7 @@ async fn quantized_mlp_loads_in_onnx_runtime_and_stays_close() {
 
 #[tokio::test]
 async fn quantized_bert_encoder_loads_and_keeps_token_states_aligned() {
-    let dir = models_dir();
+    let dir = setup();
     let work = tempfile::tempdir().unwrap();
     let original = work.path().join("bert.onnx");
     std::fs::copy(dir.join("bert.onnx"), &original).unwrap();
@@ -135,7 +106,7 @@ async fn a_served_int8_model_reports_its_precision_and_a_corrupt_one_fails_with_
     use tinyinfer::metrics::Metrics;
     use tinyinfer::model::ServedModel;
     use tinyinfer::storage::Storage;
-    let dir = models_dir();
+    let dir = setup();
     let work = tempfile::tempdir().unwrap();
     let original = work.path().join("mlp.onnx");
     std::fs::copy(dir.join("mlp.onnx"), &original).unwrap();

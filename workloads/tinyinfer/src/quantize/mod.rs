@@ -14,6 +14,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 pub use crate::config::Quantization;
+use crate::storage::hex;
 pub use dynamic::{DynamicOptions, Report};
 
 /// Bumped whenever the pass's output changes, so older cached results are not reused.
@@ -109,10 +110,6 @@ pub struct Quantized {
     pub cached: bool,
     /// What the pass did (`None` when cached).
     pub report: Option<Report>,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The file name of the cached result: `<stem>.<mode>.<key>.onnx`, where key is the
