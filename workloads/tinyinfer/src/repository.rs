@@ -103,13 +103,16 @@ impl Repository {
                     key.0, key.1
                 )));
             }
-            entries.insert(
+            let previous = entries.insert(
                 key.clone(),
                 Entry {
                     config: config.clone(),
                     state: ModelState::Loading,
                 },
             );
+            if let Some(previous) = previous {
+                self.forget_precision(&key.0, &key.1, &previous.state);
+            }
         }
         tracing::info!(model = %key.0, version = %key.1, uri = %config.uri, "loading model");
         let result = ServedModel::load(config.clone(), &self.storage, self.metrics.clone()).await;
@@ -149,13 +152,26 @@ impl Repository {
         Ok(())
     }
 
+    /// Drops the precision series of a version that served (`tinyinfer_model_precision`
+    /// lists only what is loaded).
+    fn forget_precision(&self, name: &str, version: &str, state: &ModelState) {
+        if let ModelState::Ready(model) = state {
+            let _ = self.metrics.precision.remove_label_values(&[
+                name,
+                version,
+                model.precision.as_str(),
+            ]);
+        }
+    }
+
     /// Unloads every version of `name`; queued requests still complete.
     pub fn unload(&self, name: &str) -> Result<(), InferError> {
         let mut entries = self.entries.write();
         let mut found = false;
-        for ((n, _), entry) in entries.iter_mut() {
+        for ((n, v), entry) in entries.iter_mut() {
             if n == name {
-                entry.state = ModelState::Unloaded;
+                let previous = std::mem::replace(&mut entry.state, ModelState::Unloaded);
+                self.forget_precision(n, v, &previous);
                 found = true;
             }
         }

@@ -135,3 +135,46 @@ async fn a_served_int8_model_reports_its_precision_and_a_corrupt_one_fails_with_
     assert!(err.contains("int8-dynamic quantization of"), "{err}");
     assert!(err.contains("not a valid ONNX model"), "{err}");
 }
+
+#[tokio::test]
+async fn the_precision_series_lists_only_loaded_versions() {
+    use tinyinfer::config::ModelConfig;
+    use tinyinfer::metrics::Metrics;
+    use tinyinfer::repository::Repository;
+    use tinyinfer::storage::Storage;
+    let dir = setup();
+    let work = tempfile::tempdir().unwrap();
+    let original = work.path().join("mlp.onnx");
+    std::fs::copy(dir.join("mlp.onnx"), &original).unwrap();
+    let metrics = Metrics::new().unwrap();
+    let repo = Repository::new(
+        Storage::new(work.path().join("cache"), 1 << 30),
+        metrics.clone(),
+    );
+    let series = || {
+        metrics
+            .registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "tinyinfer_model_precision")
+            .map(|f| f.get_metric().len())
+            .sum::<usize>()
+    };
+    let mut config = ModelConfig::new("mlp".into(), original.display().to_string());
+    config.runtime.quantization = Quantization::Int8Dynamic;
+    repo.load(config.clone()).await.unwrap();
+    assert_eq!(series(), 1, "int8-dynamic served");
+    // Reloaded at FP32: the int8 series goes, the none series comes.
+    config.runtime.quantization = Quantization::None;
+    repo.load(config).await.unwrap();
+    assert_eq!(
+        metrics
+            .precision
+            .with_label_values(&["mlp", "1", "none"])
+            .get(),
+        1
+    );
+    assert_eq!(series(), 1, "only the precision now served");
+    repo.unload("mlp").unwrap();
+    assert_eq!(series(), 0, "nothing loaded, nothing listed");
+}
