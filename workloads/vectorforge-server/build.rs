@@ -1,5 +1,5 @@
-//! Generates the ModelHub vector API (server and client) from proto/vectorforge.proto,
-//! using the vendored protoc when PROTOC is not set (protoc is not installed on build
+//! Generates the ModelHub vector API (server and client) from proto/vectorforge.proto
+//! and the shard-to-shard API from proto/shard.proto, using the vendored protoc when PROTOC is not set (protoc is not installed on build
 //! machines).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -9,11 +9,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         unsafe { std::env::set_var("PROTOC", protoc) };
     }
     println!("cargo:rerun-if-changed=proto/vectorforge.proto");
+    println!("cargo:rerun-if-changed=proto/shard.proto");
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         // named vectors map onto the server's BTreeMap<String, Vec<f32>>
         .btree_map(".")
-        .compile_protos(&["proto/vectorforge.proto"], &["proto"])?;
+        .compile_protos(
+            &["proto/vectorforge.proto", "proto/shard.proto"],
+            &["proto"],
+        )?;
     Ok(())
 }

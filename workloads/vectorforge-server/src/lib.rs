@@ -9,6 +9,7 @@
 //! maintenance, shutdown).
 
 pub mod auth;
+pub mod cluster;
 pub mod error;
 pub mod grpc;
 pub mod metrics;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use vectorforge::{HnswConfig, PayloadSchemaType, SyncPolicy};
 use vectorforge_server::params::{VectorParams, parse_distance};
-use vectorforge_server::server::{Bootstrap, ServerConfig};
+use vectorforge_server::server::{Bootstrap, ClusterSetup, PeerDiscovery, ServerConfig};
 
 /// vectorforge: vector database server with a Qdrant-compatible REST API and a gRPC API.
 #[derive(Parser, Debug)]
@@ -71,10 +71,12 @@ struct Cli {
     /// Vector quantization of the start collection: only `none` is implemented.
     #[arg(long, default_value = "none")]
     quantization: String,
-    /// Distribution flags of the workload contract (shard index and count, replicas,
-    /// Raft port, peer label selector, snapshot schedule and retention). This server
-    /// is single-node: they are accepted and logged; sharding and Raft replication
-    /// arrive with the distribution issue.
+    /// Distribution flags of the workload contract. With `--shards` or `--replicas`
+    /// above 1 the start collection is distributed: points live on the shard their id
+    /// hashes to, any pod coordinates a request over all shards, and the pods find
+    /// each other through the Kubernetes API (`--peer-selector`, in `$POD_NAMESPACE`)
+    /// or `--peer`. Shard-to-shard calls use `--raft-port`. Snapshot schedule and
+    /// retention are accepted and logged (not acted on yet).
     #[arg(long)]
     shard: Option<u32>,
     #[arg(long)]
@@ -85,6 +87,16 @@ struct Cli {
     raft_port: Option<u16>,
     #[arg(long)]
     peer_selector: Option<String>,
+    /// A pod of another shard as `SHARD=HOST:PORT` (its internal port); repeatable.
+    /// Instead of the Kubernetes API, for clusters run by hand and tests.
+    #[arg(long = "peer")]
+    peers: Vec<String>,
+    /// This pod's name (downward API), so that it does not call itself.
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+    /// This pod's namespace (downward API), where its peers are watched.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pod_namespace: Option<String>,
     #[arg(long)]
     snapshot_schedule: Option<String>,
     #[arg(long)]
@@ -159,6 +171,44 @@ fn config(cli: &Cli) -> anyhow::Result<ServerConfig> {
         (Some(_), None) => anyhow::bail!("--collection needs --dimension"),
         _ => None,
     };
+    let shards = cli.shards.unwrap_or(1).max(1);
+    let cluster = if shards > 1 || cli.replicas.is_some_and(|r| r > 1) {
+        let shard = cli.shard.unwrap_or(0);
+        if shard >= shards {
+            anyhow::bail!("--shard={shard} is not below --shards={shards}");
+        }
+        if cli.collection.is_none() {
+            anyhow::bail!(
+                "--shards/--replicas above 1 distribute the start collection: give --collection and --dimension"
+            );
+        }
+        let internal_addr = SocketAddr::new(cli.host, cli.raft_port.unwrap_or(6335));
+        let peers = if !cli.peers.is_empty() {
+            PeerDiscovery::Static(cli.peers.clone())
+        } else {
+            match (&cli.peer_selector, &cli.pod_namespace) {
+                (Some(selector), Some(namespace)) => PeerDiscovery::Kube {
+                    namespace: namespace.clone(),
+                    selector: selector.clone(),
+                },
+                _ => anyhow::bail!(
+                    "--shards/--replicas above 1: the pods find each other through --peer-selector (with POD_NAMESPACE) or --peer SHARD=HOST:PORT"
+                ),
+            }
+        };
+        Some(ClusterSetup {
+            shard,
+            shards,
+            internal_addr,
+            self_name: cli
+                .pod_name
+                .clone()
+                .unwrap_or_else(|| internal_addr.to_string()),
+            peers,
+        })
+    } else {
+        None
+    };
     Ok(ServerConfig {
         data_dir: cli.data_dir.clone(),
         http_addr: SocketAddr::new(cli.host, cli.http_port),
@@ -171,6 +221,7 @@ fn config(cli: &Cli) -> anyhow::Result<ServerConfig> {
         request_timeout: cli.request_timeout,
         snapshot_every_ops: cli.snapshot_every_ops.max(1),
         bootstrap,
+        cluster,
     })
 }
 
@@ -191,8 +242,8 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        if cli.shards.is_some_and(|n| n > 1) || cli.replicas.is_some_and(|n| n > 1) {
-            tracing::warn!(shard = ?cli.shard, shards = ?cli.shards, replicas = ?cli.replicas, "this vectorforge build serves a single node: sharding and replication are not implemented yet");
+        if cli.replicas.is_some_and(|n| n > 1) {
+            tracing::warn!(replicas = ?cli.replicas, "replicas of a shard are kept in step by writing to every ready pod; Raft replication (catch-up of a pod that was down) is not implemented yet");
         }
         tracing::debug!(raft_port = ?cli.raft_port, peer_selector = ?cli.peer_selector, snapshot_schedule = ?cli.snapshot_schedule, snapshot_retention = ?cli.snapshot_retention, "distribution flags");
         let result = match config(&cli) {
@@ -214,6 +265,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_distributed_start_needs_a_way_to_find_peers() {
+        let parse = |extra: &[&str]| {
+            let argv = [
+                "vectorforge",
+                "--collection=c",
+                "--dimension=4",
+                "--shards=3",
+            ]
+            .into_iter()
+            .chain(extra.iter().copied());
+            let mut cli = Cli::try_parse_from(argv).unwrap();
+            cli.pod_namespace = None;
+            config(&cli)
+        };
+        let err = parse(&["--shard=1"]).unwrap_err().to_string();
+        assert!(err.contains("--peer-selector"), "{err}");
+        let err = parse(&["--shard=3", "--peer=0=127.0.0.1:1"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not below --shards=3"), "{err}");
+        let cfg = parse(&[
+            "--shard=2",
+            "--peer=0=127.0.0.1:7001",
+            "--peer=1=127.0.0.1:7002",
+        ])
+        .unwrap();
+        let cl = cfg.cluster.unwrap();
+        assert!(matches!(cl.peers, PeerDiscovery::Static(p) if p.len() == 2));
+        // one shard, one replica: a plain single-node server
+        let argv = ["vectorforge", "--collection=c", "--dimension=4"];
+        assert!(
+            config(&Cli::try_parse_from(argv).unwrap())
+                .unwrap()
+                .cluster
+                .is_none()
+        );
+    }
+
+    #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("100ms").unwrap(), Duration::from_millis(100));
         assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
@@ -227,7 +317,10 @@ mod tests {
         // Exactly what the operator's builder renders (modelhub-contract).
         let shard = modelhub_contract::vectorforge::ShardArgs::example();
         let argv = std::iter::once("vectorforge".to_owned()).chain(shard.to_args());
-        let cli = Cli::try_parse_from(argv).unwrap();
+        let mut cli = Cli::try_parse_from(argv).unwrap();
+        // the downward API gives pods their namespace and name
+        cli.pod_namespace = Some("prod".into());
+        cli.pod_name = Some("docs-shard-1-0".into());
         assert_eq!(cli.shard, Some(1));
         assert_eq!((cli.shards, cli.replicas), (Some(2), Some(3)));
         assert_eq!(cli.raft_port, Some(6335));
@@ -241,6 +334,15 @@ mod tests {
         assert_eq!((cli.http_port, cli.grpc_port), (6333, 6334));
         let cfg = config(&cli).unwrap();
         assert_eq!(cfg.sync, SyncPolicy::Interval { millis: 100 });
+        let cl = cfg.cluster.clone().unwrap();
+        assert_eq!(
+            (cl.shard, cl.shards, cl.self_name.as_str()),
+            (1, 2, "docs-shard-1-0")
+        );
+        assert_eq!(cl.internal_addr.port(), 6335);
+        assert!(
+            matches!(&cl.peers, PeerDiscovery::Kube { namespace, selector } if namespace == "prod" && selector == &shard.peer_selector)
+        );
         let b = cfg.bootstrap.unwrap();
         assert_eq!((b.name.as_str(), b.vector.size), ("docs", 384));
         assert_eq!(

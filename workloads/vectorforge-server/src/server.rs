@@ -12,6 +12,9 @@ use anyhow::Context as _;
 use vectorforge::{HnswConfig, PayloadSchemaType, SyncPolicy};
 
 use crate::auth::ApiKey;
+use crate::cluster::peers::{KubePeers, PeerSource, StaticPeers, collection_selector};
+use crate::cluster::rpc::ShardRpc;
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::grpc::GrpcState;
 use crate::metrics::Metrics;
 use crate::params::{CollectionParams, DEFAULT_VECTOR, VectorParams};
@@ -42,6 +45,49 @@ pub struct ServerConfig {
     /// Snapshot a collection once this many operations followed its last snapshot.
     pub snapshot_every_ops: u64,
     pub bootstrap: Option<Bootstrap>,
+    /// This pod's place in a distributed collection (the bootstrap collection).
+    pub cluster: Option<ClusterSetup>,
+}
+
+/// Where a pod of a distributed collection is and how it finds the others.
+#[derive(Clone, Debug)]
+pub struct ClusterSetup {
+    pub shard: u32,
+    pub shards: u32,
+    /// The internal port's address (shard-to-shard calls; Raft later).
+    pub internal_addr: SocketAddr,
+    /// This pod's name among its peers.
+    pub self_name: String,
+    pub peers: PeerDiscovery,
+}
+
+/// How the pods of the collection are found.
+#[derive(Clone, Debug)]
+pub enum PeerDiscovery {
+    /// `--peer SHARD=HOST:PORT` items.
+    Static(Vec<String>),
+    /// A watch on the pods `selector` picks (the shard selector is narrowed to the
+    /// collection) in `namespace`.
+    Kube { namespace: String, selector: String },
+}
+
+async fn peer_source(setup: &ClusterSetup) -> anyhow::Result<Arc<dyn PeerSource>> {
+    Ok(match &setup.peers {
+        PeerDiscovery::Static(items) => {
+            Arc::new(StaticPeers::parse(items).map_err(|e| anyhow::anyhow!(e))?)
+        }
+        PeerDiscovery::Kube {
+            namespace,
+            selector,
+        } => {
+            let selector = collection_selector(selector);
+            KubePeers::start(namespace, &selector, setup.internal_addr.port())
+                .await
+                .with_context(|| {
+                    format!("watching the collection's pods ({selector}) in {namespace}")
+                })?
+        }
+    })
 }
 
 fn bootstrap(reg: &Registry, b: &Bootstrap, cfg: &ServerConfig) -> anyhow::Result<()> {
@@ -129,7 +175,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     }
     let metrics = Arc::new(Metrics::new().context("registering metrics")?);
     let ready = Arc::new(AtomicBool::new(false));
-    let service = CollectionService::new(
+    let mut service = CollectionService::new(
         reg.clone(),
         Defaults {
             sync: cfg.sync,
@@ -141,6 +187,34 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         .as_deref()
         .filter(|k| !k.is_empty())
         .map(|k| Arc::new(ApiKey::new(k)));
+    let mut internal = None;
+    if let Some(setup) = &cfg.cluster {
+        let collection = cfg
+            .bootstrap
+            .as_ref()
+            .map(|b| b.name.clone())
+            .context("a distributed collection needs --collection")?;
+        let peers = peer_source(setup).await?;
+        let cluster = Arc::new(Cluster::new(
+            ClusterConfig {
+                collection: collection.clone(),
+                shard: setup.shard,
+                shards: setup.shards,
+                self_name: setup.self_name.clone(),
+                api_key: cfg.api_key.clone().filter(|k| !k.is_empty()),
+                timeout: cfg.request_timeout,
+                max_message_bytes: cfg.max_body_bytes,
+            },
+            peers,
+        ));
+        let listener = tokio::net::TcpListener::bind(setup.internal_addr)
+            .await
+            .with_context(|| format!("binding the internal port on {}", setup.internal_addr))?;
+        let rpc = ShardRpc::new(service.local(), api_key.clone()).into_service(cfg.max_body_bytes);
+        internal = Some((listener, rpc));
+        tracing::info!(collection, shard = setup.shard, shards = setup.shards, internal = %setup.internal_addr, "serving one shard of a distributed collection");
+        service = service.with_cluster(cluster);
+    }
     let st = AppState {
         service: service.clone(),
         metrics: metrics.clone(),
@@ -184,6 +258,14 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     let grpc_srv = tonic::transport::Server::builder()
         .add_routes(crate::grpc::routes(grpc_state))
         .serve_with_incoming_shutdown(tokio_stream_listener(grpc), wait_stop(stop_rx.clone()));
+    let internal_srv = internal.map(|(listener, rpc)| {
+        let stop = wait_stop(stop_rx.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(rpc)
+                .serve_with_incoming_shutdown(tokio_stream_listener(listener), stop),
+        )
+    });
     let maint = tokio::spawn(maintenance(
         reg.clone(),
         cfg.snapshot_every_ops,
@@ -193,6 +275,9 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     let (r, g) = tokio::join!(rest_srv, grpc_srv);
     r.context("REST server")?;
     g.context("gRPC server")?;
+    if let Some(srv) = internal_srv {
+        srv.await?.context("internal server")?;
+    }
     let _ = maint.await;
     tracing::info!("requests drained; flushing and snapshotting collections");
     tokio::task::spawn_blocking(move || {

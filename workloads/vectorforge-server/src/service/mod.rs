@@ -9,6 +9,7 @@
 //! collection's own journal or engine WAL, with replication the Raft log), and the
 //! returned [`Proposal`] resolves once the write is committed and applied.
 
+mod distributed;
 mod search;
 mod snapshots;
 
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use vectorforge::{Filter, PayloadSchemaType, PointId};
 
+use crate::cluster::Cluster;
 use crate::error::{ServiceError, ServiceResult};
 use crate::params::CollectionParams;
 use crate::registry::Registry;
@@ -31,12 +33,15 @@ pub struct Defaults {
     pub hnsw: vectorforge::HnswConfig,
 }
 
+/// Indexed payload fields, their types and how many points have a value there.
+pub type SchemaCounts = Vec<(String, PayloadSchemaType, usize)>;
+
 /// What CollectionInfo shows.
 #[derive(Clone, Debug)]
 pub struct Description {
     pub info: Info,
     /// Indexed payload fields, their types and how many points have a value there.
-    pub payload_schema: Vec<(String, PayloadSchemaType, usize)>,
+    pub payload_schema: SchemaCounts,
     pub params: CollectionParams,
 }
 
@@ -68,11 +73,14 @@ pub struct PreparedWrite {
     prepared: Prepared,
 }
 
-/// The collection service; cheap to clone.
+/// The collection service; cheap to clone. With a [`Cluster`], the cluster's
+/// collection is distributed: this service coordinates every request on it over all
+/// shards (`distributed`), and answers its own shard's part in-process.
 #[derive(Clone)]
 pub struct CollectionService {
     registry: Arc<Registry>,
     defaults: Arc<Defaults>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// Runs blocking store work off the async threads.
@@ -89,6 +97,42 @@ impl CollectionService {
         CollectionService {
             registry,
             defaults: Arc::new(defaults),
+            cluster: None,
+        }
+    }
+
+    /// The same service coordinating the cluster's collection over its shards.
+    pub fn with_cluster(self, cluster: Arc<Cluster>) -> Self {
+        CollectionService {
+            cluster: Some(cluster),
+            ..self
+        }
+    }
+
+    /// This pod's own shard only: what answers shard-to-shard calls and serves the
+    /// coordinator's local part.
+    pub fn local(&self) -> CollectionService {
+        CollectionService {
+            cluster: None,
+            ..self.clone()
+        }
+    }
+
+    /// The cluster when `name` is its distributed collection.
+    fn routed(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref().filter(|c| c.collection() == name)
+    }
+
+    /// Collections of a distributed server are declared, not created over the API.
+    fn refuse_in_cluster(&self, name: &str, what: &str) -> ServiceResult<()> {
+        match &self.cluster {
+            Some(c) => Err(ServiceError::invalid(format!(
+                "Wrong input: cannot {what} collection {name}: this server is shard {} of {} of the distributed collection {}; collections and their settings are declared as VectorCollection resources",
+                c.shard(),
+                c.shards(),
+                c.collection()
+            ))),
+            None => Ok(()),
         }
     }
 
@@ -123,17 +167,26 @@ impl CollectionService {
 
     /// Creates a collection; `AlreadyExists` when it exists.
     pub async fn create(&self, name: String, params: CollectionParams) -> ServiceResult<()> {
+        self.refuse_in_cluster(&name, "create")?;
         let reg = self.registry.clone();
         blocking(move || reg.create(&name, params).map(drop)).await
     }
 
     /// Deletes a collection and its data; false when it did not exist.
     pub async fn delete(&self, name: String) -> ServiceResult<bool> {
+        self.refuse_in_cluster(&name, "delete")?;
         let reg = self.registry.clone();
         blocking(move || reg.delete(&name)).await
     }
 
     pub async fn describe(&self, name: &str) -> ServiceResult<Description> {
+        if let Some(cl) = self.routed(name) {
+            return self.cluster_describe(cl, name).await;
+        }
+        self.local_describe(name).await
+    }
+
+    async fn local_describe(&self, name: &str) -> ServiceResult<Description> {
         let c = self.collection(name)?;
         blocking(move || {
             Ok(Description {
@@ -151,6 +204,7 @@ impl CollectionService {
         name: &str,
         f: impl FnOnce(&mut CollectionParams) -> ServiceResult<()> + Send + 'static,
     ) -> ServiceResult<()> {
+        self.refuse_in_cluster(name, "change the settings of")?;
         let c = self.collection(name)?;
         blocking(move || c.update_params(f)).await
     }
@@ -159,6 +213,13 @@ impl CollectionService {
 
     /// Prepares, proposes and awaits one write; returns its index (operation_id).
     pub async fn write(&self, name: &str, w: Write) -> ServiceResult<u64> {
+        if let Some(cl) = self.routed(name) {
+            return self.cluster_write(cl, name, w).await;
+        }
+        self.local_write(name, w).await
+    }
+
+    async fn local_write(&self, name: &str, w: Write) -> ServiceResult<u64> {
         let p = self.prepare(name, w).await?;
         self.propose(p).committed().await
     }
@@ -198,6 +259,21 @@ impl CollectionService {
         with_payload: bool,
         vectors: VectorSelection,
     ) -> ServiceResult<Vec<PointOut>> {
+        if let Some(cl) = self.routed(name) {
+            return self
+                .cluster_retrieve(cl, name, ids, with_payload, vectors)
+                .await;
+        }
+        self.local_retrieve(name, ids, with_payload, vectors).await
+    }
+
+    async fn local_retrieve(
+        &self,
+        name: &str,
+        ids: Vec<PointId>,
+        with_payload: bool,
+        vectors: VectorSelection,
+    ) -> ServiceResult<Vec<PointOut>> {
         let c = self.collection(name)?;
         blocking(move || c.retrieve(&ids, with_payload, &vectors)).await
     }
@@ -213,11 +289,29 @@ impl CollectionService {
                 "Wrong input: limit: expected a positive integer",
             ));
         }
+        if let Some(cl) = self.routed(name) {
+            return self.cluster_scroll(cl, name, s).await;
+        }
+        self.local_scroll(name, s).await
+    }
+
+    async fn local_scroll(
+        &self,
+        name: &str,
+        s: Scroll,
+    ) -> ServiceResult<(Vec<PointOut>, Option<PointId>)> {
         let c = self.collection(name)?;
         blocking(move || c.scroll(s.filter, s.limit, s.offset, s.with_payload, &s.vectors)).await
     }
 
     pub async fn count(&self, name: &str, filter: Option<Filter>) -> ServiceResult<usize> {
+        if let Some(cl) = self.routed(name) {
+            return self.cluster_count(cl, name, filter).await;
+        }
+        self.local_count(name, filter).await
+    }
+
+    async fn local_count(&self, name: &str, filter: Option<Filter>) -> ServiceResult<usize> {
         let c = self.collection(name)?;
         blocking(move || Ok(c.count(filter.as_ref()))).await
     }

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use vectorforge::{PointId, SearchRequest};
 
 use super::{CollectionService, blocking};
@@ -61,7 +62,7 @@ impl Search {
 
     /// Everything that can be checked before the search runs: limits, the vector
     /// space (when there is a query), and the query vector's dimension and values.
-    fn check(&self, c: &PointsCollection) -> ServiceResult<()> {
+    pub(super) fn check(&self, c: &PointsCollection) -> ServiceResult<()> {
         self.check_limits()?;
         match &self.target {
             Target::Vector(v) => Ok(c.engine(&self.using)?.check_query(v)?),
@@ -126,18 +127,37 @@ fn run(c: &PointsCollection, mut s: Search) -> ServiceResult<Vec<PointOut>> {
 impl CollectionService {
     /// One search.
     pub async fn search(&self, name: &str, s: Search) -> ServiceResult<Vec<PointOut>> {
+        if let Some(cl) = self.routed(name) {
+            let mut hits = self.cluster_search(cl, name, vec![s]).await?;
+            return Ok(hits.pop().unwrap_or_default());
+        }
         let c = self.collection(name)?;
         s.check(&c)?;
         blocking(move || run(&c, s)).await
     }
 
     /// A batch: every search is checked first (an error names it as `searches[i]` and
-    /// none runs); then they run in parallel and results come in order.
+    /// none runs); then they run in parallel and results come in order. (A distributed
+    /// collection answers the batch at once, after every shard has.)
     pub fn search_batch(
         &self,
         name: &str,
         searches: Vec<Search>,
-    ) -> ServiceResult<impl Stream<Item = ServiceResult<Vec<PointOut>>> + Send + 'static> {
+    ) -> ServiceResult<BoxStream<'static, ServiceResult<Vec<PointOut>>>> {
+        if let Some(cl) = self.routed(name) {
+            let (svc, cl, name) = (self.clone(), cl.clone(), name.to_owned());
+            return Ok(futures::stream::once(async move {
+                svc.cluster_search(&cl, &name, searches).await
+            })
+            .flat_map(|r| {
+                let items: Vec<ServiceResult<Vec<PointOut>>> = match r {
+                    Ok(all) => all.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                futures::stream::iter(items)
+            })
+            .boxed());
+        }
         let c: Arc<PointsCollection> = self.collection(name)?;
         for (i, s) in searches.iter().enumerate() {
             s.check(&c)
@@ -153,7 +173,8 @@ impl CollectionService {
                         .map_err(|e| e.context(&format!("searches[{i}]")))
                 }
             })
-            .buffered(parallel))
+            .buffered(parallel)
+            .boxed())
     }
 
     /// A batch, collected.

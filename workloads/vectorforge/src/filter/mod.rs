@@ -4,6 +4,7 @@
 //! shapes with clear errors for anything malformed or unsupported.
 
 mod eval;
+mod json_out;
 pub mod value;
 
 pub use eval::{FilterContext, check};

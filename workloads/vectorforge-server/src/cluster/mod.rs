@@ -1,0 +1,193 @@
+//! Distribution of one collection over shards: which shard owns a point (`hash`),
+//! where the other shards' pods answer (`peers`), the shard-to-shard API on the
+//! internal port (`rpc`, messages in `wire`, proto/shard.proto) and [`Cluster`], what
+//! a coordinating pod uses to call another shard. The coordinator itself (split a
+//! write by shard, scatter a read, merge the answers) lives in the collection
+//! service (`service::distributed`), so that every transport gets it.
+//!
+//! Until Raft replication lands, the pods of one shard are kept in step by the
+//! coordinator: a write goes to every ready pod of its shard, a read to any one. That
+//! holds while every pod is up; a pod that was down misses the writes it did not see
+//! (Raft's log and snapshots are what bring it back, the next step).
+
+pub mod hash;
+pub mod peers;
+pub mod rpc;
+pub mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+use vectorforge::PointId;
+
+use crate::error::{ServiceError, ServiceResult};
+use peers::PeerSource;
+use rpc::Clients;
+
+/// Generated shard-to-shard protocol types, server and client.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("vectorforge.shard.v1");
+}
+
+pub use pb::shard_client::ShardClient;
+
+/// What this pod is in its collection.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// The distributed collection (the VectorCollection's name).
+    pub collection: String,
+    /// This pod's shard.
+    pub shard: u32,
+    /// This pod's name among the peers (pod name, or its internal address for static
+    /// peers), so that it does not call itself.
+    pub self_name: String,
+    /// How many shards the collection has.
+    pub shards: u32,
+    /// The key other pods expect (the client API key).
+    pub api_key: Option<String>,
+    /// Deadline of one shard-to-shard call.
+    pub timeout: Duration,
+    /// The client APIs' message limit (internal messages may be twice as large).
+    pub max_message_bytes: usize,
+}
+
+/// This pod's view of its collection's shards, and the way to call them.
+pub struct Cluster {
+    cfg: ClusterConfig,
+    peers: Arc<dyn PeerSource>,
+    clients: Clients,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster").field("cfg", &self.cfg).finish()
+    }
+}
+
+/// A pending shard-to-shard call.
+pub type Call<T> = std::pin::Pin<Box<dyn Future<Output = Result<Response<T>, Status>> + Send>>;
+
+impl Cluster {
+    pub fn new(cfg: ClusterConfig, peers: Arc<dyn PeerSource>) -> Cluster {
+        let clients = Clients::new(cfg.api_key.clone(), cfg.timeout, cfg.max_message_bytes);
+        Cluster {
+            cfg,
+            peers,
+            clients,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn collection(&self) -> &str {
+        &self.cfg.collection
+    }
+
+    pub fn shard(&self) -> u32 {
+        self.cfg.shard
+    }
+
+    pub fn shards(&self) -> u32 {
+        self.cfg.shards
+    }
+
+    /// The shard that owns `id`.
+    pub fn owner(&self, id: &PointId) -> u32 {
+        hash::shard_of(id, self.cfg.shards)
+    }
+
+    /// Every shard but this pod's own.
+    pub fn others(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.cfg.shards).filter(|s| *s != self.cfg.shard)
+    }
+
+    /// Sends `msg` to every ready pod of `shard` but this one, in parallel; each
+    /// answer with the pod's name. An empty list when there is no other pod.
+    pub async fn call_all<M, T>(
+        &self,
+        shard: u32,
+        msg: M,
+        method: impl Fn(ShardClient<Channel>, Request<M>) -> Call<T>,
+    ) -> Vec<(String, ServiceResult<T>)>
+    where
+        M: Clone,
+    {
+        let peers: Vec<_> = self
+            .peers
+            .ready(shard)
+            .into_iter()
+            .filter(|p| p.name != self.cfg.self_name)
+            .collect();
+        let calls = peers.into_iter().map(|peer| {
+            let client = self.clients.client(peer.addr);
+            let req = self.clients.request(msg.clone());
+            let call = client.map(|c| method(c, req));
+            async move {
+                let r = match call {
+                    Ok(call) => call
+                        .await
+                        .map(Response::into_inner)
+                        .map_err(|s| rpc::error_from(&peer.name, &s)),
+                    Err(e) => Err(e),
+                };
+                (
+                    peer.name,
+                    r.map_err(|e| e.context(&format!("shard {shard}"))),
+                )
+            }
+        });
+        futures::future::join_all(calls).await
+    }
+
+    /// Sends `msg` to a ready pod of `shard` with `method`; when that pod cannot be
+    /// reached (or is not serving), the next ready pod of the shard is tried. Errors
+    /// name the shard.
+    pub async fn call<M, T>(
+        &self,
+        shard: u32,
+        msg: M,
+        method: impl Fn(ShardClient<Channel>, Request<M>) -> Call<T>,
+    ) -> ServiceResult<T>
+    where
+        M: Clone,
+    {
+        let ctx = |e: ServiceError| e.context(&format!("shard {shard}"));
+        let peers: Vec<_> = self
+            .peers
+            .ready(shard)
+            .into_iter()
+            .filter(|p| p.name != self.cfg.self_name)
+            .collect();
+        if peers.is_empty() {
+            return Err(ServiceError::Unavailable(format!(
+                "Service unavailable: shard {shard} of collection {} has no ready pod",
+                self.cfg.collection
+            )));
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut last = None;
+        for i in 0..peers.len() {
+            let peer = &peers[(start + i) % peers.len()];
+            let client = self.clients.client(peer.addr).map_err(ctx)?;
+            match method(client, self.clients.request(msg.clone())).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(status) => {
+                    let e = rpc::error_from(&peer.name, &status);
+                    if !e.retryable() {
+                        return Err(ctx(e));
+                    }
+                    tracing::debug!(shard, peer = peer.name, error = %e, "shard call failed; trying the next pod");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(ctx(last.unwrap_or_else(|| {
+            ServiceError::Unavailable("Service unavailable: no pod answered".into())
+        })))
+    }
+}

@@ -1,0 +1,261 @@
+//! Where the other shards answer: per shard, the internal addresses of its ready
+//! pods. In a pod they come from the Kubernetes API (a watch on the collection's
+//! pods: `--peer-selector` without its `modelhub.io/shard` term, each pod's shard
+//! from that label, its address from `status.podIP` and the internal port, and only
+//! pods whose Ready condition is true); tests and hand-run clusters name them with
+//! `--peer SHARD=HOST:PORT` instead.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use parking_lot::RwLock;
+
+/// Label of a vectorforge pod with its shard index (set by the operator).
+pub const SHARD_LABEL: &str = "modelhub.io/shard";
+
+/// One pod of a shard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Pod name (or the address, for static peers).
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+/// The ready pods of each shard, as far as this pod knows now.
+pub trait PeerSource: Send + Sync + 'static {
+    fn ready(&self, shard: u32) -> Vec<Peer>;
+}
+
+/// Peers named on the command line (`--peer 1=127.0.0.1:7335`, repeatable).
+#[derive(Debug, Default)]
+pub struct StaticPeers(BTreeMap<u32, Vec<Peer>>);
+
+impl StaticPeers {
+    /// Parses `SHARD=HOST:PORT` items.
+    pub fn parse(items: &[String]) -> Result<StaticPeers, String> {
+        let mut map: BTreeMap<u32, Vec<Peer>> = BTreeMap::new();
+        for item in items {
+            let (shard, addr) = item
+                .split_once('=')
+                .ok_or_else(|| format!("--peer={item}: expected SHARD=HOST:PORT"))?;
+            let shard: u32 = shard
+                .trim()
+                .parse()
+                .map_err(|_| format!("--peer={item}: {shard:?} is not a shard index"))?;
+            let addr: SocketAddr = addr
+                .trim()
+                .parse()
+                .map_err(|e| format!("--peer={item}: {addr:?}: {e}"))?;
+            map.entry(shard).or_default().push(Peer {
+                name: addr.to_string(),
+                addr,
+            });
+        }
+        Ok(StaticPeers(map))
+    }
+
+    pub fn shards(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.keys().copied()
+    }
+}
+
+impl PeerSource for StaticPeers {
+    fn ready(&self, shard: u32) -> Vec<Peer> {
+        self.0.get(&shard).cloned().unwrap_or_default()
+    }
+}
+
+/// The collection-wide selector: the shard selector without its shard term.
+pub fn collection_selector(peer_selector: &str) -> String {
+    peer_selector
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && !t.starts_with(&format!("{SHARD_LABEL}=")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PodPeer {
+    shard: u32,
+    peer: Peer,
+}
+
+/// A pod that can take shard-to-shard calls: labelled with its shard, with an
+/// address, Ready, and not being deleted.
+fn pod_peer(pod: &Pod, port: u16) -> Option<(String, PodPeer)> {
+    let name = pod.metadata.name.clone()?;
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let shard = pod
+        .metadata
+        .labels
+        .as_ref()?
+        .get(SHARD_LABEL)?
+        .parse()
+        .ok()?;
+    let status = pod.status.as_ref()?;
+    let ready = status
+        .conditions
+        .as_ref()?
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if !ready {
+        return None;
+    }
+    let ip: std::net::IpAddr = status.pod_ip.as_ref()?.parse().ok()?;
+    Some((
+        name.clone(),
+        PodPeer {
+            shard,
+            peer: Peer {
+                name,
+                addr: SocketAddr::new(ip, port),
+            },
+        },
+    ))
+}
+
+/// Peers from a watch on the collection's pods.
+#[derive(Debug, Default)]
+pub struct KubePeers {
+    pods: RwLock<BTreeMap<String, PodPeer>>,
+}
+
+impl KubePeers {
+    /// Starts watching the pods that `selector` picks in `namespace`; the watch
+    /// re-lists after errors (with kube's backoff) for as long as the process runs.
+    pub async fn start(
+        namespace: &str,
+        selector: &str,
+        port: u16,
+    ) -> Result<Arc<KubePeers>, kube::Error> {
+        let client = kube::Client::try_default().await?;
+        let api: Api<Pod> = Api::namespaced(client, namespace);
+        let peers = Arc::new(KubePeers::default());
+        let me = peers.clone();
+        let cfg = watcher::Config::default().labels(selector);
+        tokio::spawn(async move {
+            let mut events = watcher::watcher(api, cfg).default_backoff().boxed();
+            let mut pending: Option<BTreeMap<String, PodPeer>> = None;
+            while let Some(ev) = events.next().await {
+                match ev {
+                    Ok(Event::Init) => pending = Some(BTreeMap::new()),
+                    Ok(Event::InitApply(pod)) => {
+                        if let (Some(p), Some((k, v))) = (pending.as_mut(), pod_peer(&pod, port)) {
+                            p.insert(k, v);
+                        }
+                    }
+                    Ok(Event::InitDone) => {
+                        if let Some(p) = pending.take() {
+                            tracing::info!(pods = p.len(), "peer pods listed");
+                            *me.pods.write() = p;
+                        }
+                    }
+                    Ok(Event::Apply(pod)) => me.apply(&pod, port),
+                    Ok(Event::Delete(pod)) => {
+                        if let Some(n) = &pod.metadata.name {
+                            me.pods.write().remove(n);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "watching peer pods"),
+                }
+            }
+        });
+        Ok(peers)
+    }
+
+    fn apply(&self, pod: &Pod, port: u16) {
+        let Some(name) = pod.metadata.name.clone() else {
+            return;
+        };
+        let mut pods = self.pods.write();
+        match pod_peer(pod, port) {
+            Some((k, v)) => {
+                if pods.get(&k) != Some(&v) {
+                    tracing::debug!(pod = k, shard = v.shard, addr = %v.peer.addr, "peer ready");
+                }
+                pods.insert(k, v);
+            }
+            None => {
+                pods.remove(&name);
+            }
+        }
+    }
+}
+
+impl PeerSource for KubePeers {
+    fn ready(&self, shard: u32) -> Vec<Peer> {
+        self.pods
+            .read()
+            .values()
+            .filter(|p| p.shard == shard)
+            .map(|p| p.peer.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn pod(name: &str, shard: &str, ip: Option<&str>, ready: bool) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some([(SHARD_LABEL.to_owned(), shard.to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            status: Some(PodStatus {
+                pod_ip: ip.map(str::to_owned),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    ..PodCondition::default()
+                }]),
+                ..PodStatus::default()
+            }),
+            spec: None,
+        }
+    }
+
+    #[test]
+    fn only_ready_pods_with_an_address_are_peers() {
+        let kp = KubePeers::default();
+        kp.apply(&pod("docs-shard-1-0", "1", Some("10.0.0.5"), true), 6335);
+        kp.apply(&pod("docs-shard-1-1", "1", Some("10.0.0.6"), false), 6335);
+        kp.apply(&pod("docs-shard-2-0", "2", None, true), 6335);
+        kp.apply(&pod("docs-shard-x-0", "x", Some("10.0.0.7"), true), 6335);
+        let one = kp.ready(1);
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].addr, "10.0.0.5:6335".parse().unwrap());
+        assert!(kp.ready(2).is_empty());
+        // a pod turning unready leaves the set
+        kp.apply(&pod("docs-shard-1-0", "1", Some("10.0.0.5"), false), 6335);
+        assert!(kp.ready(1).is_empty());
+    }
+
+    #[test]
+    fn static_peers_and_selectors_parse() {
+        let p =
+            StaticPeers::parse(&["0=127.0.0.1:7001".into(), "1=127.0.0.1:7002".into()]).unwrap();
+        assert_eq!(p.ready(1)[0].addr.port(), 7002);
+        assert!(p.ready(2).is_empty());
+        for bad in ["7001", "x=127.0.0.1:1", "0=nowhere"] {
+            assert!(StaticPeers::parse(&[bad.into()]).is_err(), "{bad}");
+        }
+        assert_eq!(
+            collection_selector("app.kubernetes.io/instance=docs,modelhub.io/shard=1"),
+            "app.kubernetes.io/instance=docs"
+        );
+    }
+}
