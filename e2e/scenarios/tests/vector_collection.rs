@@ -1,0 +1,161 @@
+//! A sharded VectorCollection end to end: the operator's StatefulSets, vectorforge pods
+//! run by the node agent finding each other through the Kubernetes API, and requests
+//! sent to pod addresses (any pod coordinates over every shard).
+//!
+//! - 3 shards: Ready; points upserted through one pod spread over the three shards
+//!   (each pod's own count), every pod counts all of them, an exact search through
+//!   another pod returns the true nearest neighbours (computed here), and a deleted pod
+//!   comes back on its volume with its points.
+//!
+//! Ignored by a plain `cargo test`: `make test-e2e` runs them.
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use modelhub_e2e::cluster::{TestNs, client, is_ready, wait_for, wait_ready};
+use modelhub_e2e::load::{http_client, send};
+use modelhub_operator::api::VectorCollection;
+use serde_json::{Value, json};
+
+const DIM: usize = 8;
+const POINTS: u64 = 300;
+
+fn vector(i: u64) -> Vec<f32> {
+    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(7);
+    (0..DIM)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 1000) as f32 / 100.0
+        })
+        .collect()
+}
+
+fn euclid(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f32>()
+        .sqrt()
+}
+
+async fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
+    let (status, bytes) = send(&http_client(), method, url, body.map(|b| b.to_string())).await;
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Retries while the pods are still learning about each other (503).
+async fn ok(method: &str, url: &str, body: Value) -> Value {
+    wait_for(&format!("{method} {url} to answer 200"), || {
+        let body = body.clone();
+        async move {
+            let (status, v) = call(method, url, Some(body)).await;
+            (status == 200).then_some(v["result"].clone())
+        }
+    })
+    .await
+}
+
+async fn own_points(ip: &str) -> u64 {
+    let (_, bytes) = send(
+        &http_client(),
+        "GET",
+        &format!("http://{ip}:6333/metrics"),
+        None,
+    )
+    .await;
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .find(|l| l.starts_with("vectorforge_collection_points{collection=\"vecs\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn ready_pod(pods: &Api<Pod>, name: &str, not_uid: Option<&str>) -> (String, String) {
+    wait_for(&format!("pod {name} Ready"), || async {
+        let p = pods.get(name).await.ok()?;
+        let uid = p.metadata.uid.clone()?;
+        if Some(uid.as_str()) == not_uid || !is_ready(&p) {
+            return None;
+        }
+        Some((p.status?.pod_ip?, uid))
+    })
+    .await
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster with the operator and a node agent: make test-e2e"]
+async fn three_shards_spread_points_answer_from_any_pod_and_survive_a_pod_deletion() {
+    let client = client().await;
+    let ns = TestNs::create(&client, "shards").await;
+    let ns = ns.name.as_str();
+    let vcs: Api<VectorCollection> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let vc: VectorCollection = serde_json::from_value(json!({
+        "apiVersion": "modelhub.io/v1alpha1", "kind": "VectorCollection",
+        "metadata": {"name": "vecs"},
+        "spec": {"dimension": DIM, "distance": "Euclid", "shards": 3, "replicas": 1,
+                 "storage": {"size": "64Mi"}}
+    }))
+    .expect("vector collection");
+    vcs.create(&PostParams::default(), &vc)
+        .await
+        .expect("create vc");
+    wait_ready(&vcs, "vecs").await;
+    let mut ips = Vec::new();
+    for s in 0..3 {
+        ips.push(ready_pod(&pods, &format!("vecs-shard-{s}-0"), None).await.0);
+    }
+
+    let points: Vec<Value> = (0..POINTS)
+        .map(|i| json!({"id": i, "vector": vector(i), "payload": {"n": i}}))
+        .collect();
+    let url = |ip: &str, path: &str| format!("http://{ip}:6333/collections/vecs{path}");
+    ok(
+        "PUT",
+        &url(&ips[0], "/points?wait=true"),
+        json!({"points": points}),
+    )
+    .await;
+    let mut own = Vec::new();
+    for ip in &ips {
+        let n = ok("POST", &url(ip, "/points/count"), json!({"exact": true})).await;
+        assert_eq!(n["count"], POINTS, "count through {ip}");
+        own.push(own_points(ip).await);
+    }
+    assert_eq!(own.iter().sum::<u64>(), POINTS, "{own:?}");
+    assert!(own.iter().all(|n| *n > 0), "a shard got no points: {own:?}");
+
+    // an exact search through another pod finds the true nearest neighbours
+    let q = vector(10_000);
+    let mut truth: Vec<(f32, u64)> = (0..POINTS).map(|i| (euclid(&q, &vector(i)), i)).collect();
+    truth.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let want: Vec<u64> = truth.iter().take(5).map(|t| t.1).collect();
+    let hits = ok(
+        "POST",
+        &url(&ips[2], "/points/search"),
+        json!({"vector": q, "limit": 5, "params": {"exact": true}}),
+    )
+    .await;
+    let got: Vec<u64> = hits
+        .as_array()
+        .expect("hits")
+        .iter()
+        .filter_map(|h| h["id"].as_u64())
+        .collect();
+    assert_eq!(got, want);
+
+    // a deleted pod comes back on its volume with its points
+    let (_, uid) = ready_pod(&pods, "vecs-shard-1-0", None).await;
+    pods.delete("vecs-shard-1-0", &DeleteParams::default())
+        .await
+        .expect("delete pod");
+    let (ip, _) = ready_pod(&pods, "vecs-shard-1-0", Some(&uid)).await;
+    let n = ok("POST", &url(&ip, "/points/count"), json!({"exact": true})).await;
+    assert_eq!(n["count"], POINTS);
+    assert_eq!(own_points(&ip).await, own[1]);
+}
