@@ -87,6 +87,10 @@ struct Cli {
     raft_port: Option<u16>,
     #[arg(long)]
     peer_selector: Option<String>,
+    /// A read of another shard not answered within this time also goes to a second pod
+    /// of that shard (first answer wins); 0 turns hedging off.
+    #[arg(long, env = "VECTORFORGE_HEDGE_AFTER", default_value = "100ms", value_parser = parse_duration)]
+    hedge_after: Duration,
     /// A pod of another shard as `SHARD=HOST:PORT` (its internal port); repeatable.
     /// Instead of the Kubernetes API, for clusters run by hand and tests.
     #[arg(long = "peer")]
@@ -204,6 +208,7 @@ fn config(cli: &Cli) -> anyhow::Result<ServerConfig> {
                 .pod_name
                 .clone()
                 .unwrap_or_else(|| internal_addr.to_string()),
+            hedge_after: Some(cli.hedge_after).filter(|d| !d.is_zero()),
             peers,
         })
     } else {

@@ -58,6 +58,8 @@ pub struct ClusterSetup {
     pub internal_addr: SocketAddr,
     /// This pod's name among its peers.
     pub self_name: String,
+    /// When a read of another shard also goes to a second pod of that shard.
+    pub hedge_after: Option<Duration>,
     pub peers: PeerDiscovery,
 }
 
@@ -204,6 +206,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
                 api_key: cfg.api_key.clone().filter(|k| !k.is_empty()),
                 timeout: cfg.request_timeout,
                 max_message_bytes: cfg.max_body_bytes,
+                hedge_after: setup.hedge_after,
             },
             peers,
         ));

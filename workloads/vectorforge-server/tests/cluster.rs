@@ -308,3 +308,22 @@ fn every_pod_of_a_shard_gets_the_writes() {
     assert_eq!(count(&f.pods[0], None), 240);
     assert_eq!(count(&f.pods[1], None), 240);
 }
+
+#[test]
+fn a_frozen_pod_does_not_hold_up_reads_of_its_shard() {
+    // shard 1 has two pods; one of them stops answering (SIGSTOP) without closing its
+    // connections: reads through pod 0 are hedged to the other pod after 100 ms
+    let f = fleet(2, &[0, 1, 1]);
+    upsert(&f.pods[0], &points(0..100));
+    f.pods[1].pause();
+    let started = std::time::Instant::now();
+    for _ in 0..6 {
+        assert_eq!(count(&f.pods[0], None), 100);
+        let body = json!({"vector": vector(7), "limit": 3});
+        let hits = f.pods[0].ok("POST", "/collections/docs/points/search", Some(body));
+        assert_eq!(hits.as_array().map(Vec::len), Some(3));
+    }
+    // without hedging a call to the frozen pod waits for the request timeout (60 s)
+    eprintln!("12 reads with a frozen pod: {:?}", started.elapsed());
+    f.pods[1].resume();
+}

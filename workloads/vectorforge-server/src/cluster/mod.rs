@@ -54,6 +54,9 @@ pub struct ClusterConfig {
     pub timeout: Duration,
     /// The client APIs' message limit (internal messages may be twice as large).
     pub max_message_bytes: usize,
+    /// A read not answered by one pod of a shard within this time is also sent to
+    /// another pod of the shard (the first answer wins). None: no hedging.
+    pub hedge_after: Option<Duration>,
 }
 
 /// This pod's view of its collection's shards, and the way to call them.
@@ -145,8 +148,10 @@ impl Cluster {
     }
 
     /// Sends `msg` to a ready pod of `shard` with `method`; when that pod cannot be
-    /// reached (or is not serving), the next ready pod of the shard is tried. Errors
-    /// name the shard.
+    /// reached (or is not serving), the next ready pod of the shard is tried at once,
+    /// and when it has not answered within `hedge_after`, the next one is asked too
+    /// (a hedged read: the first answer wins, the other call is dropped). Errors name
+    /// the shard. For reads, and for writes that are safe to repeat.
     pub async fn call<M, T>(
         &self,
         shard: u32,
@@ -156,8 +161,9 @@ impl Cluster {
     where
         M: Clone,
     {
+        use futures::StreamExt;
         let ctx = |e: ServiceError| e.context(&format!("shard {shard}"));
-        let peers: Vec<_> = self
+        let mut peers: Vec<_> = self
             .peers
             .ready(shard)
             .into_iter()
@@ -169,20 +175,60 @@ impl Cluster {
                 self.cfg.collection
             )));
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % peers.len();
+        peers.rotate_left(start);
+        let mut untried = peers.into_iter();
+        let mut in_flight = futures::stream::FuturesUnordered::new();
         let mut last = None;
-        for i in 0..peers.len() {
-            let peer = &peers[(start + i) % peers.len()];
-            let client = self.clients.client(peer.addr).map_err(ctx)?;
-            match method(client, self.clients.request(msg.clone())).await {
-                Ok(r) => return Ok(r.into_inner()),
-                Err(status) => {
-                    let e = rpc::error_from(&peer.name, &status);
-                    if !e.retryable() {
-                        return Err(ctx(e));
+        let launch = |peer: peers::Peer| {
+            let call = self
+                .clients
+                .client(peer.addr)
+                .map(|c| method(c, self.clients.request(msg.clone())));
+            async move {
+                match call {
+                    Ok(call) => (
+                        peer.name.clone(),
+                        call.await
+                            .map(Response::into_inner)
+                            .map_err(|s| rpc::error_from(&peer.name, &s)),
+                    ),
+                    Err(e) => (peer.name, Err(e)),
+                }
+            }
+        };
+        if let Some(p) = untried.next() {
+            in_flight.push(launch(p));
+        }
+        loop {
+            let hedge = async {
+                match self.cfg.hedge_after {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => futures::future::pending().await,
+                }
+            };
+            tokio::select! {
+                done = in_flight.next() => match done {
+                    Some((_, Ok(v))) => return Ok(v),
+                    Some((name, Err(e))) => {
+                        if !e.retryable() {
+                            return Err(ctx(e));
+                        }
+                        tracing::debug!(shard, peer = name, error = %e, "shard call failed; trying the next pod");
+                        last = Some(e);
+                        if let Some(p) = untried.next() {
+                            in_flight.push(launch(p));
+                        } else if in_flight.is_empty() {
+                            break;
+                        }
                     }
-                    tracing::debug!(shard, peer = peer.name, error = %e, "shard call failed; trying the next pod");
-                    last = Some(e);
+                    None => break,
+                },
+                _ = hedge, if untried.len() > 0 => {
+                    if let Some(p) = untried.next() {
+                        tracing::debug!(shard, peer = p.name, "hedging a slow shard call");
+                        in_flight.push(launch(p));
+                    }
                 }
             }
         }

@@ -102,6 +102,22 @@ impl Server {
         }
     }
 
+    /// SIGSTOP: the process is frozen (its sockets still accept, nothing answers).
+    pub fn pause(&self) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc_kill(c.id() as i32, 19) };
+        }
+    }
+
+    /// SIGCONT after [`Server::pause`].
+    pub fn resume(&self) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc_kill(c.id() as i32, 18) };
+        }
+    }
+
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
