@@ -1,9 +1,11 @@
-//! Where the other shards answer: per shard, the internal addresses of its ready
-//! pods. In a pod they come from the Kubernetes API (a watch on the collection's
-//! pods: `--peer-selector` without its `modelhub.io/shard` term, each pod's shard
-//! from that label, its address from `status.podIP` and the internal port, and only
-//! pods whose Ready condition is true); tests and hand-run clusters name them with
-//! `--peer SHARD=HOST:PORT` instead.
+//! Where the other pods answer: per shard, the internal addresses of its ready pods
+//! (what a coordinator calls), and the address of each pod by ordinal, ready or not
+//! (what Raft connects to: a pod joins its group before it is Ready). In a pod they
+//! come from the Kubernetes API (a watch on the collection's pods: `--peer-selector`
+//! without its `modelhub.io/shard` term, each pod's shard from that label, its
+//! ordinal from its StatefulSet name suffix, its address from `status.podIP` and the
+//! internal port); tests and hand-run clusters name them with
+//! `--peer SHARD[/ORDINAL]=HOST:PORT` instead.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -25,29 +27,46 @@ pub struct Peer {
     /// Pod name (or the address, for static peers).
     pub name: String,
     pub addr: SocketAddr,
+    /// Its ordinal in the shard's StatefulSet (its Raft node id), when known.
+    pub ordinal: Option<u32>,
 }
 
-/// The ready pods of each shard, as far as this pod knows now.
+/// The pods of each shard, as far as this pod knows now.
 pub trait PeerSource: Send + Sync + 'static {
+    /// The Ready pods of `shard`.
     fn ready(&self, shard: u32) -> Vec<Peer>;
+    /// The address of pod `ordinal` of `shard`, Ready or not.
+    fn member(&self, shard: u32, ordinal: u32) -> Option<SocketAddr>;
 }
 
-/// Peers named on the command line (`--peer 1=127.0.0.1:7335`, repeatable).
+/// Peers named on the command line (`--peer 1=127.0.0.1:7335` or, with the pod's
+/// ordinal, `--peer 1/2=127.0.0.1:7335`; repeatable). They count as Ready.
 #[derive(Debug, Default)]
 pub struct StaticPeers(BTreeMap<u32, Vec<Peer>>);
 
 impl StaticPeers {
-    /// Parses `SHARD=HOST:PORT` items.
+    /// Parses `SHARD[/ORDINAL]=HOST:PORT` items.
     pub fn parse(items: &[String]) -> Result<StaticPeers, String> {
         let mut map: BTreeMap<u32, Vec<Peer>> = BTreeMap::new();
         for item in items {
-            let (shard, addr) = item
+            let (place, addr) = item
                 .split_once('=')
-                .ok_or_else(|| format!("--peer={item}: expected SHARD=HOST:PORT"))?;
+                .ok_or_else(|| format!("--peer={item}: expected SHARD[/ORDINAL]=HOST:PORT"))?;
+            let (shard, ordinal) = match place.split_once('/') {
+                Some((s, o)) => (s, Some(o)),
+                None => (place, None),
+            };
             let shard: u32 = shard
                 .trim()
                 .parse()
                 .map_err(|_| format!("--peer={item}: {shard:?} is not a shard index"))?;
+            let ordinal = ordinal
+                .map(|o| {
+                    o.trim()
+                        .parse::<u32>()
+                        .map_err(|_| format!("--peer={item}: {o:?} is not a pod ordinal"))
+                })
+                .transpose()?;
             let addr: SocketAddr = addr
                 .trim()
                 .parse()
@@ -55,6 +74,7 @@ impl StaticPeers {
             map.entry(shard).or_default().push(Peer {
                 name: addr.to_string(),
                 addr,
+                ordinal,
             });
         }
         Ok(StaticPeers(map))
@@ -69,6 +89,19 @@ impl PeerSource for StaticPeers {
     fn ready(&self, shard: u32) -> Vec<Peer> {
         self.0.get(&shard).cloned().unwrap_or_default()
     }
+
+    fn member(&self, shard: u32, ordinal: u32) -> Option<SocketAddr> {
+        self.0
+            .get(&shard)?
+            .iter()
+            .find(|p| p.ordinal == Some(ordinal))
+            .map(|p| p.addr)
+    }
+}
+
+/// A StatefulSet pod's ordinal: the number after its name's last `-`.
+pub fn ordinal_of(pod_name: &str) -> Option<u32> {
+    pod_name.rsplit_once('-')?.1.parse().ok()
 }
 
 /// The collection-wide selector: the shard selector without its shard term.
@@ -84,11 +117,12 @@ pub fn collection_selector(peer_selector: &str) -> String {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct PodPeer {
     shard: u32,
+    ready: bool,
     peer: Peer,
 }
 
-/// A pod that can take shard-to-shard calls: labelled with its shard, with an
-/// address, Ready, and not being deleted.
+/// A pod with an address, labelled with its shard and not being deleted; `ready` when
+/// its Ready condition is true.
 fn pod_peer(pod: &Pod, port: u16) -> Option<(String, PodPeer)> {
     let name = pod.metadata.name.clone()?;
     if pod.metadata.deletion_timestamp.is_some() {
@@ -104,18 +138,16 @@ fn pod_peer(pod: &Pod, port: u16) -> Option<(String, PodPeer)> {
     let status = pod.status.as_ref()?;
     let ready = status
         .conditions
-        .as_ref()?
-        .iter()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    if !ready {
-        return None;
-    }
+        .as_ref()
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
     let ip: std::net::IpAddr = status.pod_ip.as_ref()?.parse().ok()?;
     Some((
         name.clone(),
         PodPeer {
             shard,
+            ready,
             peer: Peer {
+                ordinal: ordinal_of(&name),
                 name,
                 addr: SocketAddr::new(ip, port),
             },
@@ -196,9 +228,17 @@ impl PeerSource for KubePeers {
         self.pods
             .read()
             .values()
-            .filter(|p| p.shard == shard)
+            .filter(|p| p.shard == shard && p.ready)
             .map(|p| p.peer.clone())
             .collect()
+    }
+
+    fn member(&self, shard: u32, ordinal: u32) -> Option<SocketAddr> {
+        self.pods
+            .read()
+            .values()
+            .find(|p| p.shard == shard && p.peer.ordinal == Some(ordinal))
+            .map(|p| p.peer.addr)
     }
 }
 
@@ -238,10 +278,15 @@ mod tests {
         let one = kp.ready(1);
         assert_eq!(one.len(), 1);
         assert_eq!(one[0].addr, "10.0.0.5:6335".parse().unwrap());
+        assert_eq!(one[0].ordinal, Some(0));
         assert!(kp.ready(2).is_empty());
-        // a pod turning unready leaves the set
+        // Raft reaches pods before they are Ready
+        assert_eq!(kp.member(1, 1), Some("10.0.0.6:6335".parse().unwrap()));
+        assert_eq!(kp.member(2, 0), None);
+        // a pod turning unready leaves the ready set, not the members
         kp.apply(&pod("docs-shard-1-0", "1", Some("10.0.0.5"), false), 6335);
         assert!(kp.ready(1).is_empty());
+        assert!(kp.member(1, 0).is_some());
     }
 
     #[test]
