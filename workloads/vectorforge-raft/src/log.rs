@@ -10,13 +10,16 @@
 //!
 //! Opening reads every segment: a torn tail of the last segment (a record cut short, or a
 //! bad last record with nothing but zeroes after it) is cut off; any other bad record is
-//! refused as corruption. Entries after the purge point are also held in memory (the log
-//! is bounded by the snapshot policy), so reads never touch the disk.
+//! refused as corruption. Memory holds only each entry's log id and position; reads go to
+//! the segment files (`pread`, CRC checked again) through read handles, so they need not
+//! hold the log's lock while they read.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use openraft::{CommittedLeaderId, EntryPayload, LogId};
 
@@ -53,13 +56,33 @@ struct Segment {
     first: u64,
     path: PathBuf,
     len: u64,
+    /// a read handle (stays valid after the file is removed by a purge)
+    read: Arc<File>,
 }
 
+/// Where an entry is: its log id and its record's place.
 struct Held {
-    entry: Entry,
-    /// index into `segments` is unstable (purge removes segments), so the segment's first index
+    log_id: LogId<u64>,
+    /// the segment's first index (positions in `segments` move when a purge removes some)
     segment: u64,
     offset: u64,
+    len: u32,
+}
+
+/// Entries to read: a run of records in one segment.
+pub(crate) struct Located {
+    file: Arc<File>,
+    path: PathBuf,
+    offset: u64,
+    lens: Vec<u32>,
+    first_index: u64,
+}
+
+impl Located {
+    /// A run small enough to read on an async thread.
+    pub(crate) fn is_small(&self) -> bool {
+        self.lens.iter().map(|l| *l as u64).sum::<u64>() <= 64 << 10
+    }
 }
 
 /// The log files of one node, opened for appending.
@@ -228,9 +251,10 @@ impl LogFiles {
                             if self.purged.is_none_or(|p| entry.log_id.index > p.index) {
                                 self.check_next(entry.log_id.index)?;
                                 self.entries.push_back(Held {
-                                    entry,
+                                    log_id: entry.log_id,
                                     segment: first,
                                     offset: off as u64,
+                                    len: (end - off) as u32,
                                 });
                             }
                             off = end;
@@ -249,17 +273,19 @@ impl LogFiles {
                 return Err(corrupt(off, reason));
             }
         }
+        let read = File::open(&path).map_err(|e| FileError::io("open", &path, e))?;
         self.segments.push(Segment {
             first,
             path,
             len: data.len() as u64,
+            read: Arc::new(read),
         });
         Ok(())
     }
 
     fn check_next(&self, index: u64) -> Result<(), LogError> {
         let expected = match (self.entries.back(), self.purged) {
-            (Some(h), _) => Some(h.entry.log_id.index + 1),
+            (Some(h), _) => Some(h.log_id.index + 1),
             (None, Some(p)) => Some(p.index + 1),
             (None, None) => None,
         };
@@ -279,12 +305,12 @@ impl LogFiles {
 
     /// The last log id held (or the purge point when nothing is held after it).
     pub fn last_log_id(&self) -> Option<LogId<u64>> {
-        self.entries.back().map(|h| h.entry.log_id).or(self.purged)
+        self.entries.back().map(|h| h.log_id).or(self.purged)
     }
 
     /// The index of the first entry held, if any.
     pub fn first_index(&self) -> Option<u64> {
-        self.entries.front().map(|h| h.entry.log_id.index)
+        self.entries.front().map(|h| h.log_id.index)
     }
 
     fn pos(&self, index: u64) -> Option<usize> {
@@ -293,33 +319,63 @@ impl LogFiles {
         (i < self.entries.len()).then_some(i)
     }
 
-    /// The entry at `index`, if held.
-    pub fn get(&self, index: u64) -> Option<&Entry> {
-        self.pos(index).map(|i| &self.entries[i].entry)
+    /// The log id of the entry at `index`, if held.
+    pub fn log_id_at(&self, index: u64) -> Option<LogId<u64>> {
+        self.pos(index).map(|i| self.entries[i].log_id)
     }
 
-    /// Entries with `start <= index < end` that are held (clones).
-    pub fn range(&self, start: u64, end: u64) -> Vec<Entry> {
+    /// Entries with `start <= index < end` that are held, read from the files.
+    pub fn range(&self, start: u64, end: u64) -> Result<Vec<Entry>, LogError> {
+        read_located(self.locate(start, end))
+    }
+
+    /// Where the entries `start <= index < end` are (read them with [`read_located`]
+    /// without holding the log).
+    pub(crate) fn locate(&self, start: u64, end: u64) -> Vec<Located> {
+        let mut out: Vec<Located> = Vec::new();
         let Some(first) = self.first_index() else {
-            return Vec::new();
+            return out;
         };
-        let from = start.max(first);
-        let mut out = Vec::new();
-        let mut i = match self.pos(from) {
-            Some(i) => i,
-            None => return out,
+        let Some(mut i) = self.pos(start.max(first)) else {
+            return out;
         };
-        while i < self.entries.len() && self.entries[i].entry.log_id.index < end {
-            out.push(self.entries[i].entry.clone());
+        while i < self.entries.len() && self.entries[i].log_id.index < end {
+            let h = &self.entries[i];
+            let Some(seg) = self.segment_of(h) else {
+                break;
+            };
+            match out.last_mut() {
+                Some(run)
+                    if Arc::ptr_eq(&seg.read, &run.file)
+                        && run.first_index + run.lens.len() as u64 == h.log_id.index =>
+                {
+                    run.lens.push(h.len);
+                }
+                _ => out.push(Located {
+                    file: seg.read.clone(),
+                    path: seg.path.clone(),
+                    offset: h.offset,
+                    lens: vec![h.len],
+                    first_index: h.log_id.index,
+                }),
+            }
             i += 1;
         }
         out
+    }
+
+    fn segment_of(&self, h: &Held) -> Option<&Segment> {
+        self.segments
+            .binary_search_by_key(&h.segment, |s| s.first)
+            .ok()
+            .map(|i| &self.segments[i])
     }
 
     /// Appends entries (indexes must follow on) and fsyncs before returning.
     pub fn append(&mut self, entries: Vec<Entry>) -> Result<(), LogError> {
         let mut buf = Vec::new();
         for e in entries {
+            let log_id = e.log_id;
             self.check_next(e.log_id.index)?;
             buf.clear();
             encode(&e, &mut buf)?;
@@ -343,9 +399,10 @@ impl LogFiles {
             f.write_all(&buf)
                 .map_err(|err| FileError::io("write", &seg.path, err))?;
             self.entries.push_back(Held {
-                entry: e,
+                log_id,
                 segment: seg.first,
                 offset: seg.len,
+                len: buf.len() as u32,
             });
             seg.len += buf.len() as u64;
         }
@@ -372,10 +429,12 @@ impl LogFiles {
             .map_err(|e| FileError::io("write", &path, e))?;
         f.sync_all().map_err(|e| FileError::io("fsync", &path, e))?;
         files::sync_dir(&self.dir)?;
+        let read = File::open(&path).map_err(|e| FileError::io("open", &path, e))?;
         self.segments.push(Segment {
             first,
             path,
             len: TAG.len() as u64,
+            read: Arc::new(read),
         });
         self.active = Some(f);
         Ok(())
@@ -425,7 +484,7 @@ impl LogFiles {
         while self
             .entries
             .front()
-            .is_some_and(|h| h.entry.log_id.index <= upto.index)
+            .is_some_and(|h| h.log_id.index <= upto.index)
         {
             self.entries.pop_front();
         }
@@ -455,4 +514,43 @@ impl LogFiles {
         tracing::debug!(upto = upto.index, removed, "Raft log purged");
         Ok(())
     }
+}
+
+/// Reads located runs of records (CRC checked again).
+pub(crate) fn read_located(runs: Vec<Located>) -> Result<Vec<Entry>, LogError> {
+    let mut out = Vec::new();
+    for run in runs {
+        let total: usize = run.lens.iter().map(|l| *l as usize).sum();
+        let mut buf = vec![0u8; total];
+        run.file
+            .read_exact_at(&mut buf, run.offset)
+            .map_err(|e| FileError::io("read", &run.path, e))?;
+        let mut off = 0usize;
+        for (k, len) in run.lens.iter().enumerate() {
+            let rec = &buf[off..off + *len as usize];
+            let corrupt = |reason: String| LogError::Corrupt {
+                path: run.path.clone(),
+                offset: run.offset + off as u64,
+                reason,
+            };
+            if rec.len() < HEADER {
+                return Err(corrupt("record shorter than its header".into()));
+            }
+            let crc = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
+            if crc32c::crc32c(&rec[HEADER..]) != crc {
+                return Err(corrupt("record CRC mismatch on read".into()));
+            }
+            let e = decode(&rec[HEADER..]).map_err(corrupt)?;
+            let want = run.first_index + k as u64;
+            if e.log_id.index != want {
+                return Err(corrupt(format!(
+                    "index {} where {want} was expected",
+                    e.log_id.index
+                )));
+            }
+            out.push(e);
+            off += *len as usize;
+        }
+    }
+    Ok(out)
 }

@@ -18,7 +18,7 @@ use openraft::{
 
 use crate::TypeConfig;
 use crate::files;
-use crate::log::{Entry, LogError, LogFiles};
+use crate::log::{Entry, LogError, LogFiles, read_located};
 
 pub(crate) fn storage_err(
     subject: ErrorSubject<u64>,
@@ -52,7 +52,7 @@ impl LogStore {
 
     /// The term of the entry at `index`, if the log holds it.
     pub(crate) fn log_id_at(&self, index: u64) -> Option<LogId<u64>> {
-        self.lock().get(index).map(|e| e.log_id)
+        self.lock().log_id_at(index)
     }
 
     async fn blocking<T, F>(&self, subject: ErrorSubject<u64>, f: F) -> Result<T, StorageError<u64>>
@@ -95,7 +95,19 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError<u64>> {
         let (start, end) = bounds(&range);
-        Ok(self.lock().range(start, end))
+        let runs = self.lock().locate(start, end);
+        let r = if runs.len() <= 1 && runs.iter().all(|r| r.is_small()) {
+            // one small read from the page cache: not worth a thread hop
+            read_located(runs)
+        } else {
+            tokio::task::spawn_blocking(move || read_located(runs))
+                .await
+                .map_err(|e| storage_err(ErrorSubject::Logs, ErrorVerb::Read, &e))?
+        };
+        r.map_err(|e| {
+            tracing::error!(error = %e, "Raft log read failed");
+            storage_err(ErrorSubject::Logs, ErrorVerb::Read, &e)
+        })
     }
 }
 
