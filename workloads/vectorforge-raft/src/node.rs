@@ -41,12 +41,19 @@ pub struct NodeConfig {
     pub segment_bytes: u64,
     /// bytes of a snapshot per InstallSnapshot call
     pub snapshot_chunk_bytes: u64,
+    /// limit for one InstallSnapshot call; the last one includes the state machine's
+    /// `install_snapshot`, so this bounds installing a whole snapshot
+    pub snapshot_install_timeout: Duration,
+    /// most entries per AppendEntries call (mind command sizes: a call carries at most
+    /// 64 MiB)
+    pub max_payload_entries: u64,
     pub connect_timeout: Duration,
 }
 
 impl NodeConfig {
     /// Defaults for a shard pod: heartbeat 150 ms, elections after 1.5–3 s, a snapshot
-    /// every 10,000 entries keeping 1,000 behind it, 64 MiB segments, 1 MiB chunks.
+    /// every 10,000 entries keeping 1,000 behind it, 64 MiB segments, 1 MiB chunks, 60 s
+    /// to install a snapshot, 64 entries per AppendEntries.
     pub fn new(id: u64, data_dir: impl Into<PathBuf>) -> Self {
         NodeConfig {
             id,
@@ -58,6 +65,8 @@ impl NodeConfig {
             keep_after_snapshot: 1_000,
             segment_bytes: 64 << 20,
             snapshot_chunk_bytes: 1 << 20,
+            snapshot_install_timeout: Duration::from_secs(60),
+            max_payload_entries: 64,
             connect_timeout: Duration::from_secs(2),
         }
     }
@@ -166,6 +175,10 @@ impl RaftNode {
             },
             max_in_snapshot_log_to_keep: cfg.keep_after_snapshot,
             snapshot_max_chunk_size: cfg.snapshot_chunk_bytes,
+            install_snapshot_timeout: ms(cfg.snapshot_install_timeout),
+            max_payload_entries: cfg.max_payload_entries,
+            // add_learner(blocking) returns once the learner is within one batch of the leader
+            replication_lag_threshold: cfg.max_payload_entries,
             ..Default::default()
         }
         .validate()
@@ -300,7 +313,8 @@ impl RaftNode {
     }
 
     /// Adds `id` at `addr` as a learner (leader only); with `blocking`, waits until it
-    /// caught up with the leader's log. Returns the membership entry's index.
+    /// caught up with the leader's log (within `max_payload_entries` of its last index).
+    /// Returns the membership entry's index.
     pub async fn add_learner(
         &self,
         id: u64,

@@ -177,8 +177,15 @@ impl<S: StateMachine> Shared<S> {
 impl<S: StateMachine> SmStore<S> {
     /// Opens the adapter's files under `dir` (the node's data directory).
     pub(crate) fn open(dir: &Path, sm: Arc<S>, log: LogStore) -> Result<Self, files::FileError> {
-        files::create_dir(&dir.join("snapshots"))?;
+        let snapshots = dir.join("snapshots");
+        files::create_dir(&snapshots)?;
         let meta: SmMeta = files::read_json(&dir.join("sm_meta.json"))?.unwrap_or_default();
+        // leftovers of a snapshot being built or received when the node stopped
+        for n in files::list_dir(&snapshots)? {
+            if n.ends_with(".part") || n.ends_with(".tmp") {
+                files::remove_file(&snapshots.join(&n))?;
+            }
+        }
         Ok(SmStore {
             shared: Arc::new(Shared {
                 sm,

@@ -122,6 +122,8 @@ async fn leader_shutdown_elects_a_new_leader_and_proposals_resume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_restart_keeps_every_acknowledged_proposal_and_the_term() {
     let mut c = Cluster::new();
+    // snapshots every 100 entries: the restart goes through snapshot + log
+    c.config = common::snapshotting_config;
     c.start_group(&[0, 1, 2]).await;
     let leader = c.leader(T).await;
     let last = c.propose_many(leader, "d", 300, 30).await;
@@ -132,6 +134,17 @@ async fn a_full_restart_keeps_every_acknowledged_proposal_and_the_term() {
         .values()
         .map(|n| n.node.raft().metrics().borrow().vote)
         .collect();
+    for n in c.nodes.values() {
+        let m = n.node.metrics();
+        assert!(
+            m.snapshot_index.is_some_and(|s| s >= 200),
+            "auto snapshots: {m:?}"
+        );
+        assert!(
+            m.purged_index.is_some(),
+            "log purged behind the snapshot: {m:?}"
+        );
+    }
     for id in [0, 1, 2] {
         c.stop(id).await;
     }

@@ -169,6 +169,16 @@ pub fn test_config(id: u64, dir: &Path) -> NodeConfig {
     c.segment_bytes = 16 << 10;
     c.snapshot_chunk_bytes = 4 << 10;
     c.connect_timeout = Duration::from_millis(500);
+    c.snapshot_install_timeout = Duration::from_secs(5);
+    c.max_payload_entries = 32;
+    c
+}
+
+/// [`test_config`] with automatic snapshots every 100 entries, keeping 10 behind.
+pub fn snapshotting_config(id: u64, dir: &Path) -> NodeConfig {
+    let mut c = test_config(id, dir);
+    c.snapshot_every = 100;
+    c.keep_after_snapshot = 10;
     c
 }
 
@@ -176,6 +186,11 @@ pub struct TestNode {
     pub node: RaftNode,
     pub sm: Arc<ListSm>,
     pub addr: String,
+    /// the tonic server this node's service was mounted into (odd ids), to stop
+    mounted: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 /// A cluster of nodes sharing one resolver; each node's data under `root/<id>`.
@@ -211,13 +226,36 @@ impl Cluster {
         let node = RaftNode::start((self.config)(id, &dir), sm.clone(), self.resolver.clone())
             .await
             .unwrap();
-        node.serve_on(listener);
+        // even ids serve alone; odd ids mount the service into a tonic server of their own,
+        // as the vectorforge server does beside its other services
+        let mounted = if id.is_multiple_of(2) {
+            node.serve_on(listener);
+            None
+        } else {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let routes = tonic::service::Routes::new(node.service());
+            let incoming = futures::stream::unfold(listener, |l| async move {
+                Some((l.accept().await.map(|(s, _)| s), l))
+            });
+            let h = tokio::spawn(async move {
+                let stop = async {
+                    let _ = rx.await;
+                };
+                tonic::transport::Server::builder()
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(incoming, stop)
+                    .await
+                    .unwrap();
+            });
+            Some((tx, h))
+        };
         self.nodes.insert(
             id,
             TestNode {
                 node,
                 sm,
                 addr: addr.clone(),
+                mounted,
             },
         );
         addr
@@ -246,7 +284,17 @@ impl Cluster {
     }
 
     pub async fn stop(&mut self, id: u64) -> TestNode {
-        let n = self.nodes.remove(&id).unwrap();
+        let mut n = self.nodes.remove(&id).unwrap();
+        if let Some((tx, h)) = n.mounted.take() {
+            let _ = tx.send(());
+            let abort = h.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(2), h)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
         n.node.shutdown().await.unwrap();
         n
     }
