@@ -5,6 +5,11 @@
 //! again, so a restarted peer (possibly at a new address) is reached.
 //!
 //! Snapshots go as openraft's chunked install (`snapshot_max_chunk_size` per call).
+//!
+//! Every call carries the group name and the target node id as gRPC metadata
+//! (`x-raft-group`, `x-raft-target`); a server of another group or node refuses it
+//! (`FAILED_PRECONDITION`), so a stale address (a pod IP reused by another shard) never
+//! mixes two groups: the client drops the connection and resolves again.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -26,6 +31,10 @@ use crate::{Node, TypeConfig};
 
 /// Largest gRPC message accepted or sent (AppendEntries batches, snapshot chunks).
 pub(crate) const MAX_MESSAGE: usize = 64 << 20;
+/// Metadata key naming the Raft group a call is for.
+pub(crate) const GROUP_KEY: &str = "x-raft-group";
+/// Metadata key naming the node id a call is for.
+pub(crate) const TARGET_KEY: &str = "x-raft-target";
 
 /// Where a node is: the server implements it from the shard's pods; tests use
 /// [`StaticResolver`].
@@ -79,6 +88,7 @@ pub(crate) fn resolve(resolver: &dyn Resolver, node: u64, known: Option<&Node>) 
 pub struct NetworkFactory {
     pub(crate) resolver: Arc<dyn Resolver>,
     pub(crate) connect_timeout: Duration,
+    pub(crate) group: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -90,6 +100,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             node: node.clone(),
             resolver: self.resolver.clone(),
             connect_timeout: self.connect_timeout,
+            group: self.group.clone(),
             client: None,
         }
     }
@@ -101,6 +112,7 @@ pub struct PeerClient {
     node: Node,
     resolver: Arc<dyn Resolver>,
     connect_timeout: Duration,
+    group: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
     client: Option<pb::raft_client::RaftClient<Channel>>,
 }
 
@@ -142,11 +154,17 @@ impl PeerClient {
     fn failed<E: std::error::Error>(&mut self, s: tonic::Status) -> RPCError<u64, Node, E> {
         use tonic::Code;
         match s.code() {
-            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => {
-                tracing::debug!(target_node = self.target, status = %s, "Raft peer unreachable");
+            // connection failures, and a server that is not this group's node `target`
+            Code::Unavailable | Code::Unknown | Code::FailedPrecondition => {
+                if s.code() == Code::FailedPrecondition {
+                    tracing::warn!(target_node = self.target, status = %s, "Raft peer address reached another node");
+                } else {
+                    tracing::debug!(target_node = self.target, status = %s, "Raft peer unreachable");
+                }
                 self.client = None;
                 RPCError::Unreachable(Unreachable::new(&s))
             }
+            // a slow call: keep the connection
             _ => RPCError::Network(NetworkError::new(&s)),
         }
     }
@@ -170,10 +188,18 @@ impl PeerClient {
     }
 }
 
-fn request<T>(msg: T, option: &RPCOption) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.set_timeout(option.hard_ttl());
-    r
+impl PeerClient {
+    fn request<T>(&self, msg: T, option: &RPCOption) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.set_timeout(option.hard_ttl());
+        let md = r.metadata_mut();
+        md.insert(GROUP_KEY, self.group.clone());
+        md.insert(
+            TARGET_KEY,
+            tonic::metadata::MetadataValue::from(self.target),
+        );
+        r
+    }
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
@@ -184,7 +210,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, Node, RaftError<u64>>> {
         let mut c = self.client()?;
         match c
-            .append_entries(request(wire::append_to_pb(&rpc), &option))
+            .append_entries(self.request(wire::append_to_pb(&rpc), &option))
             .await
         {
             Ok(r) => self.decode(r.into_inner()),
@@ -202,7 +228,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     > {
         let mut c = self.client()?;
         match c
-            .install_snapshot(request(wire::snapshot_to_pb(rpc), &option))
+            .install_snapshot(self.request(wire::snapshot_to_pb(rpc), &option))
             .await
         {
             Ok(r) => self.decode(r.into_inner()),
@@ -219,7 +245,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let msg = pb::VoteRequest {
             request_json: wire::to_json(&rpc),
         };
-        match c.vote(request(msg, &option)).await {
+        match c.vote(self.request(msg, &option)).await {
             Ok(r) => self.decode(r.into_inner()),
             Err(s) => Err(self.failed(s)),
         }

@@ -26,10 +26,15 @@ use crate::{Node, Raft, Response, files};
 /// How a node runs. [`NodeConfig::new`] gives values for pods; tests shorten the timeouts.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
+    /// the Raft group's name (e.g. `<collection>-shard-<n>`): every call carries it and a
+    /// node of another group refuses it
+    pub group: String,
     /// the node id (the pod ordinal)
     pub id: u64,
     /// the node's directory: `log/`, `sm_meta.json`, `snapshots/`
     pub data_dir: PathBuf,
+    /// leader heartbeat interval; openraft also uses it as the timeout of one
+    /// AppendEntries call, follower fsync included
     pub heartbeat: Duration,
     pub election_timeout_min: Duration,
     pub election_timeout_max: Duration,
@@ -54,8 +59,9 @@ impl NodeConfig {
     /// Defaults for a shard pod: heartbeat 150 ms, elections after 1.5–3 s, a snapshot
     /// every 10,000 entries keeping 1,000 behind it, 64 MiB segments, 1 MiB chunks, 60 s
     /// to install a snapshot, 64 entries per AppendEntries.
-    pub fn new(id: u64, data_dir: impl Into<PathBuf>) -> Self {
+    pub fn new(group: impl Into<String>, id: u64, data_dir: impl Into<PathBuf>) -> Self {
         NodeConfig {
+            group: group.into(),
             id,
             data_dir: data_dir.into(),
             heartbeat: Duration::from_millis(150),
@@ -97,6 +103,8 @@ pub enum NodeError {
     Stopped(String),
     #[error("bad Raft configuration: {0}")]
     Config(#[from] Box<openraft::ConfigError>),
+    #[error("Raft group name {0:?} is not printable ASCII")]
+    InvalidGroup(String),
     #[error(transparent)]
     Log(#[from] LogError),
     #[error(transparent)]
@@ -144,6 +152,7 @@ pub struct Metrics {
 /// One running Raft node.
 pub struct RaftNode {
     id: u64,
+    group: String,
     raft: Raft,
     resolver: Arc<dyn Resolver>,
     served: Mutex<Vec<(oneshot::Sender<()>, JoinHandle<()>)>>,
@@ -164,7 +173,7 @@ impl RaftNode {
     ) -> Result<Self, NodeError> {
         let ms = |d: Duration| d.as_millis() as u64;
         let rc = openraft::Config {
-            cluster_name: "vectorforge".into(),
+            cluster_name: cfg.group.clone(),
             heartbeat_interval: ms(cfg.heartbeat),
             election_timeout_min: ms(cfg.election_timeout_min),
             election_timeout_max: ms(cfg.election_timeout_max),
@@ -192,9 +201,12 @@ impl RaftNode {
         })
         .await
         .map_err(|e| NodeError::Storage(e.to_string()))??;
+        let group_md = tonic::metadata::MetadataValue::try_from(cfg.group.as_str())
+            .map_err(|_| NodeError::InvalidGroup(cfg.group.clone()))?;
         let net = NetworkFactory {
             resolver: resolver.clone(),
             connect_timeout: cfg.connect_timeout,
+            group: group_md,
         };
         let raft = Raft::new(id, Arc::new(rc), net, log, sm)
             .await
@@ -202,6 +214,7 @@ impl RaftNode {
         tracing::info!(node = id, "Raft node started");
         Ok(RaftNode {
             id,
+            group: cfg.group,
             raft,
             resolver,
             served: Mutex::new(Vec::new()),
@@ -220,7 +233,7 @@ impl RaftNode {
 
     /// The gRPC service, to mount into the server's tonic server.
     pub fn service(&self) -> RaftServer {
-        RaftService::new(self.raft.clone()).server()
+        RaftService::new(self.raft.clone(), self.group.clone(), self.id).server()
     }
 
     /// Serves the gRPC service alone on `listener` until [`RaftNode::shutdown`].

@@ -10,21 +10,46 @@ use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
 use crate::Raft;
-use crate::network::MAX_MESSAGE;
+use crate::network::{GROUP_KEY, MAX_MESSAGE, TARGET_KEY};
 use crate::wire::{self, pb};
 
 /// The gRPC service of one Raft node.
 #[derive(Clone)]
 pub struct RaftService {
     raft: Raft,
+    group: String,
+    id: u64,
 }
 
 /// The tonic service type to add to a server (`Server::builder().add_service(..)`).
 pub type RaftServer = pb::raft_server::RaftServer<RaftService>;
 
 impl RaftService {
-    pub(crate) fn new(raft: Raft) -> Self {
-        RaftService { raft }
+    pub(crate) fn new(raft: Raft, group: String, id: u64) -> Self {
+        RaftService { raft, group, id }
+    }
+
+    /// Refuses a call meant for another group or node (a stale peer address).
+    fn check<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let md = req.metadata();
+        let group = md.get(GROUP_KEY).and_then(|v| v.to_str().ok());
+        let target = md
+            .get(TARGET_KEY)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<u64>().ok());
+        if group == Some(self.group.as_str()) && target == Some(self.id) {
+            return Ok(());
+        }
+        tracing::warn!(
+            node = self.id,
+            ?group,
+            ?target,
+            "refusing a Raft call meant for another node"
+        );
+        Err(Status::failed_precondition(format!(
+            "this is node {} of Raft group {:?}, not node {target:?} of {group:?}",
+            self.id, self.group
+        )))
     }
 
     /// The service, ready to add to a tonic server.
@@ -45,12 +70,14 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::RaftReply>, Status> {
+        self.check(&req)?;
         let rpc = wire::append_from_pb(req.into_inner()).map_err(bad)?;
         let r = self.raft.append_entries(rpc).await;
         Ok(Response::new(wire::reply(&r)))
     }
 
     async fn vote(&self, req: Request<pb::VoteRequest>) -> Result<Response<pb::RaftReply>, Status> {
+        self.check(&req)?;
         let rpc: VoteRequest<u64> =
             wire::from_json("vote request", &req.into_inner().request_json).map_err(bad)?;
         let r = self.raft.vote(rpc).await;
@@ -61,6 +88,7 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         req: Request<pb::InstallSnapshotRequest>,
     ) -> Result<Response<pb::RaftReply>, Status> {
+        self.check(&req)?;
         let rpc = wire::snapshot_from_pb(req.into_inner()).map_err(bad)?;
         let r = self.raft.install_snapshot(rpc).await;
         Ok(Response::new(wire::reply(&r)))

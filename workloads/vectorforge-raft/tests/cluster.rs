@@ -134,16 +134,18 @@ async fn a_full_restart_keeps_every_acknowledged_proposal_and_the_term() {
         .values()
         .map(|n| n.node.raft().metrics().borrow().vote)
         .collect();
+    c.wait_applied(last, T).await;
     for n in c.nodes.values() {
-        let m = n.node.metrics();
-        assert!(
-            m.snapshot_index.is_some_and(|s| s >= 200),
-            "auto snapshots: {m:?}"
-        );
-        assert!(
-            m.purged_index.is_some(),
-            "log purged behind the snapshot: {m:?}"
-        );
+        // automatic snapshots, and the log purged behind them
+        n.node
+            .raft()
+            .wait(Some(T))
+            .metrics(
+                |m| m.snapshot.is_some_and(|s| s.index >= 200) && m.purged.is_some(),
+                "automatic snapshot",
+            )
+            .await
+            .unwrap();
     }
     for id in [0, 1, 2] {
         c.stop(id).await;
@@ -373,4 +375,39 @@ async fn a_state_machine_that_lost_its_tail_is_replayed_from_the_log() {
     for id in [0, 1, 2] {
         c.stop(id).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stale_address_reaching_another_group_is_refused() {
+    // node 2 of another group listens where group A believes its node 2 is (a pod IP
+    // reused by another shard)
+    let mut b = Cluster::new();
+    b.config = common::other_group_config;
+    let b_addr = b.start(2).await;
+
+    let mut a = Cluster::new();
+    a.start(0).await;
+    a.start(1).await;
+    a.resolver.set(2, b_addr.clone());
+    let mut members = a.members();
+    members.insert(2, b_addr);
+    assert!(a.get(0).node.initialize(members).await.unwrap());
+    let leader = a.leader(T).await;
+    let last = a.propose_many(leader, "z", 50, 10).await;
+    a.wait_applied(last, T).await;
+
+    let m = b.get(2).node.metrics();
+    assert_eq!(
+        (m.term, m.last_log_index),
+        (0, None),
+        "the other group's node was left alone"
+    );
+    assert!(b.get(2).sm.items().is_empty());
+    let progress = &a.get(leader).node.metrics().replication[&2];
+    assert_eq!(progress.matched, None);
+    assert!(progress.lag >= last);
+    for id in [0, 1] {
+        a.stop(id).await;
+    }
+    b.stop(2).await;
 }

@@ -160,7 +160,7 @@ pub fn init_tracing() {
 
 /// Short timeouts for tests.
 pub fn test_config(id: u64, dir: &Path) -> NodeConfig {
-    let mut c = NodeConfig::new(id, dir);
+    let mut c = NodeConfig::new("test-group", id, dir);
     c.heartbeat = Duration::from_millis(50);
     c.election_timeout_min = Duration::from_millis(300);
     c.election_timeout_max = Duration::from_millis(600);
@@ -354,4 +354,11 @@ impl Cluster {
         }
         last
     }
+}
+
+/// [`test_config`] for another Raft group.
+pub fn other_group_config(id: u64, dir: &Path) -> NodeConfig {
+    let mut c = test_config(id, dir);
+    c.group = "other-group".into();
+    c
 }
