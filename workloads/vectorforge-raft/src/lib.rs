@@ -64,7 +64,7 @@ pub use log_store::LogStore;
 pub use network::{Resolver, StaticResolver};
 pub use node::{Leader, Metrics, NodeConfig, NodeError, Progress, RaftNode, Role};
 pub use service::{RaftServer, RaftService, serve};
-pub use state_machine::StateMachine;
+pub use state_machine::{SmSnapshotBuilder, SmStore, StateMachine};
 
 /// The node type in memberships: the node's Raft address (`host:port`).
 pub type Node = openraft::BasicNode;

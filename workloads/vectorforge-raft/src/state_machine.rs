@@ -22,7 +22,7 @@ use openraft::{
     StorageError, StoredMembership,
 };
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use crate::log::Entry;
 use crate::log_store::{LogStore, storage_err};
@@ -45,13 +45,14 @@ pub trait StateMachine: Send + Sync + 'static {
     fn applied_index(&self) -> u64;
 
     /// Writes a snapshot of the current state to the file `path` and returns the index it
-    /// holds (the applied index: no apply runs meanwhile). When it returns, that state is
+    /// holds (its applied index: no apply runs meanwhile). When it returns, that state is
     /// durable (`applied_index()` is at least the returned index).
     fn build_snapshot(&self, path: &Path) -> Result<u64, Self::Error>;
 
     /// Replaces the whole state with the snapshot file at `path` (one `build_snapshot`
-    /// wrote, possibly on another node) holding the state at `index`; durable when it
-    /// returns.
+    /// wrote, possibly on another node) as the state at log index `index` (which may be
+    /// later than the last command in the file: blank and membership entries follow);
+    /// durable when it returns, with `applied_index()` = `index`.
     fn install_snapshot(&self, path: &Path, index: u64) -> Result<(), Self::Error>;
 }
 
@@ -64,13 +65,20 @@ struct SmMeta {
     /// applied memberships, oldest first (the last few)
     memberships: Vec<Membership>,
     snapshot: Option<Meta>,
+    /// the state machine's own index for `snapshot` (its last command; the snapshot's log
+    /// id may be later when blank or membership entries followed that command)
+    #[serde(default)]
+    snapshot_sm_index: u64,
     installing: Option<Meta>,
 }
 
 const KEEP_MEMBERSHIPS: usize = 4;
 
 struct State {
+    /// what this process applied last (None until `applied_state` read it at start)
     last_applied: Option<LogId<u64>>,
+    /// the state machine's index as of `last_applied` (its last command)
+    last_command: u64,
     meta: SmMeta,
     receiving: Vec<PathBuf>,
 }
@@ -175,8 +183,10 @@ impl<S: StateMachine> Shared<S> {
 }
 
 impl<S: StateMachine> SmStore<S> {
-    /// Opens the adapter's files under `dir` (the node's data directory).
-    pub(crate) fn open(dir: &Path, sm: Arc<S>, log: LogStore) -> Result<Self, files::FileError> {
+    /// Opens the adapter's files under `dir` (the node's data directory) over `log`.
+    /// [`crate::RaftNode::start`] does this; it is public for using openraft directly
+    /// (e.g. openraft's storage test suite).
+    pub fn open(dir: &Path, sm: Arc<S>, log: LogStore) -> Result<Self, files::FileError> {
         let snapshots = dir.join("snapshots");
         files::create_dir(&snapshots)?;
         let meta: SmMeta = files::read_json(&dir.join("sm_meta.json"))?.unwrap_or_default();
@@ -193,6 +203,7 @@ impl<S: StateMachine> SmStore<S> {
                 dir: dir.to_path_buf(),
                 state: Mutex::new(State {
                     last_applied: None,
+                    last_command: 0,
                     meta,
                     receiving: Vec::new(),
                 }),
@@ -226,20 +237,26 @@ impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for SmSnapshotBuilder<S> {
                 let n = sh.seq.fetch_add(1, Ordering::Relaxed);
                 let tmp = sh.snapshots().join(format!("building-{n}.tmp"));
                 let index = sh.sm.build_snapshot(&tmp).map_err(|e| snap_err(&e))?;
-                let log_id = sh.log_id_of(&st, index).ok_or_else(|| {
-                    snap_err(&Inconsistent(format!(
-                        "snapshot at index {index}: no log id known for it"
-                    )))
-                })?;
-                let id = format!(
-                    "{}-{}-{n}-{}",
-                    index,
-                    log_id.leader_id.term,
-                    std::process::id()
-                );
+                // the state at the last command is also the state at the blank and
+                // membership entries applied after it
+                let log_id = match st.last_applied {
+                    Some(l) if index == st.last_command => Some(l),
+                    // nothing applied yet: an empty snapshot
+                    None if index == 0 => None,
+                    _ => Some(sh.log_id_of(&st, index).ok_or_else(|| {
+                        snap_err(&Inconsistent(format!(
+                            "snapshot at index {index}: no log id known for it"
+                        )))
+                    })?),
+                };
+                let (at, term) = log_id.map_or((0, 0), |l| (l.index, l.leader_id.term));
+                let id = format!("{at}-{term}-{n}-{}", std::process::id());
                 let meta = Meta {
-                    last_log_id: Some(log_id),
-                    last_membership: sh.membership_at(&st, index),
+                    last_log_id: log_id,
+                    last_membership: match log_id {
+                        Some(l) => sh.membership_at(&st, l.index),
+                        None => Membership::default(),
+                    },
                     snapshot_id: id.clone(),
                 };
                 let path = sh.snapshot_path(&id);
@@ -247,11 +264,12 @@ impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for SmSnapshotBuilder<S> {
                 files::sync_dir(&sh.snapshots()).map_err(|e| snap_err(&e))?;
                 let mut m = st.meta.clone();
                 m.snapshot = Some(meta.clone());
+                m.snapshot_sm_index = index;
                 sh.save(&m)?;
                 st.meta = m;
                 drop(st);
                 sh.remove_snapshots_except(&id);
-                tracing::info!(index, snapshot = %id, "snapshot built");
+                tracing::info!(index = at, snapshot = %id, "snapshot built");
                 Ok((meta, path))
             })
             .await?;
@@ -273,42 +291,46 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
     ) -> Result<(Option<LogId<u64>>, Membership), StorageError<u64>> {
         self.blocking(|sh| {
             let mut st = sh.lock();
+            if let Some(a) = st.last_applied {
+                return Ok((Some(a), sh.membership_at(&st, a.index)));
+            }
+            // at start: derive the applied log id from what the state machine made durable
             let n = sh.sm.applied_index();
+            st.last_command = n;
             // a snapshot install that finished in the state machine but not in sm_meta
             if let Some(inst) = st.meta.installing.clone() {
                 let mut m = st.meta.clone();
                 m.installing = None;
-                if inst.last_log_id.is_some_and(|l| l.index == n) {
+                if let Some(l) = inst.last_log_id.filter(|l| l.index == n) {
                     m.memberships = vec![inst.last_membership.clone()];
                     m.snapshot = Some(inst);
+                    m.snapshot_sm_index = l.index;
                 }
                 sh.save(&m)?;
                 st.meta = m;
             }
             let snap = st.meta.snapshot.as_ref().and_then(|s| s.last_log_id);
-            if let Some(s) = snap
-                && n < s.index
-            {
-                return Err(sm_err(&Inconsistent(format!(
-                    "state machine's durable index {n} is behind its snapshot at {}",
-                    s.index
-                ))));
-            }
-            let applied = if n == 0 && snap.is_none() {
-                None
-            } else {
-                Some(sh.log_id_of(&st, n).ok_or_else(|| {
+            let applied = match snap {
+                Some(_) if n < st.meta.snapshot_sm_index => {
+                    return Err(sm_err(&Inconsistent(format!(
+                        "state machine's durable index {n} is behind its snapshot's {}",
+                        st.meta.snapshot_sm_index
+                    ))));
+                }
+                Some(s) if n == st.meta.snapshot_sm_index => Some(s),
+                None if n == 0 => None,
+                _ => Some(sh.log_id_of(&st, n).ok_or_else(|| {
                     sm_err(&Inconsistent(format!(
                         "state machine's applied index {n} is neither in the log nor a snapshot"
                     )))
-                })?)
+                })?),
             };
             let membership = match applied {
                 Some(a) => sh.membership_at(&st, a.index),
                 None => Membership::default(),
             };
             st.last_applied = applied;
-            tracing::debug!(applied = ?applied.map(|a| a.index), "state machine applied state");
+            tracing::info!(applied = ?applied.map(|a| a.index), "state machine opened");
             Ok((applied, membership))
         })
         .await
@@ -327,10 +349,14 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
                 let index = e.log_id.index;
                 let data = match e.payload {
                     EntryPayload::Blank => Vec::new(),
-                    EntryPayload::Normal(cmd) => sh.sm.apply(index, &cmd).map_err(|err| {
-                        tracing::error!(index, error = %err, "state machine apply failed");
-                        storage_err(ErrorSubject::Apply(e.log_id), ErrorVerb::Write, &err)
-                    })?,
+                    EntryPayload::Normal(cmd) => {
+                        let r = sh.sm.apply(index, &cmd).map_err(|err| {
+                            tracing::error!(index, error = %err, "state machine apply failed");
+                            storage_err(ErrorSubject::Apply(e.log_id), ErrorVerb::Write, &err)
+                        })?;
+                        st.last_command = index;
+                        r
+                    }
                     EntryPayload::Membership(m) => {
                         let mut meta = st.meta.clone();
                         meta.memberships
@@ -381,20 +407,41 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
         mut snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<u64>> {
         snapshot.flush().await.map_err(|e| snap_err(&e))?;
-        snapshot.sync_all().await.map_err(|e| snap_err(&e))?;
         let ino = snapshot.metadata().await.map_err(|e| snap_err(&e))?.ino();
+        let ours = {
+            let mut st = self.shared.lock();
+            let pos = st
+                .receiving
+                .iter()
+                .position(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == ino));
+            pos.map(|i| st.receiving.remove(i))
+        };
+        let part = match ours {
+            Some(p) => p,
+            None => {
+                // a snapshot file not from begin_receiving_snapshot: copy it in
+                let n = self.shared.seq.fetch_add(1, Ordering::Relaxed);
+                let p = self.shared.snapshots().join(format!("copying-{n}.part"));
+                let mut f = tokio::fs::File::create(&p)
+                    .await
+                    .map_err(|e| snap_err(&e))?;
+                snapshot
+                    .seek(std::io::SeekFrom::Start(0))
+                    .await
+                    .map_err(|e| snap_err(&e))?;
+                tokio::io::copy(&mut *snapshot, &mut f)
+                    .await
+                    .map_err(|e| snap_err(&e))?;
+                f.flush().await.map_err(|e| snap_err(&e))?;
+                snapshot = Box::new(f);
+                p
+            }
+        };
+        snapshot.sync_all().await.map_err(|e| snap_err(&e))?;
         drop(snapshot);
         let meta = meta.clone();
         self.blocking(move |sh| {
             let mut st = sh.lock();
-            let pos = st
-                .receiving
-                .iter()
-                .position(|p| std::fs::metadata(p).is_ok_and(|m| m.ino() == ino))
-                .ok_or_else(|| {
-                    snap_err(&Inconsistent("received snapshot file not found".into()))
-                })?;
-            let part = st.receiving.remove(pos);
             let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
             let path = sh.snapshot_path(&meta.snapshot_id);
             std::fs::rename(&part, &path).map_err(|e| snap_err(&e))?;
@@ -408,9 +455,11 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
             m.installing = None;
             m.memberships = vec![meta.last_membership.clone()];
             m.snapshot = Some(meta.clone());
+            m.snapshot_sm_index = index;
             sh.save(&m)?;
             st.meta = m;
             st.last_applied = meta.last_log_id;
+            st.last_command = index;
             for p in st.receiving.drain(..) {
                 let _ = files::remove_file(&p);
             }
