@@ -2,46 +2,59 @@
 //!
 //! Each shard's pods (StatefulSet, node id = pod ordinal) form one Raft group: the
 //! replicated log is the source of truth and the engine is the state machine, applied
-//! through [`StateMachine::apply`] (the server maps it onto the engine's `apply_at`).
-//! Built on openraft 0.9 (`storage-v2`); this crate supplies storage, transport and a
-//! small handle.
+//! through [`StateMachine::apply`] (the server maps it onto the engine's `apply_at`,
+//! which accepts gaps and is a no-op for an index it already has). Built on openraft 0.9
+//! (`storage-v2`); this crate supplies the storage, the transport and a small handle.
 //!
 //! # Files
-//! - `log.rs` — the log on disk: segment files of CRC-checked records; torn tail cut at
-//!   open, corruption refused; truncate (conflicting suffix), purge (prefix).
-//! - `log_store.rs` — openraft's `RaftLogStorage` over it, plus the vote and committed id.
-//! - `state_machine.rs` — the [`StateMachine`] trait and its openraft adapter: applies,
-//!   snapshot files (built, sent, installed), `sm_meta.json`.
-//! - `wire.rs`, `network.rs`, `service.rs` — gRPC transport (`proto/raft.proto`,
-//!   `vectorforge.raft.v1.Raft`): the client with its [`Resolver`], the tonic service.
+//! - `log.rs` — the log on disk: segment files (`log/<first index>.seg`) of CRC-checked
+//!   records; memory holds only log ids and positions; torn tail cut at open, any other
+//!   bad record refused; truncate (conflicting suffix), purge (prefix, `purged.json`).
+//! - `log_store.rs` — openraft's `RaftLogStorage` over it, plus the vote (`vote.json`)
+//!   and the committed log id (`committed.json`).
+//! - `state_machine.rs` — the [`StateMachine`] trait and its openraft adapter
+//!   ([`SmStore`]): applies on blocking threads, snapshot files (built, sent, installed),
+//!   `sm_meta.json`.
+//! - `wire.rs`, `network.rs`, `service.rs` — gRPC transport (`proto/raft.proto`, service
+//!   `vectorforge.raft.v1.Raft`: AppendEntries, Vote, InstallSnapshot chunks; commands as
+//!   protobuf `bytes`, openraft's other structs as JSON in `bytes`); the client resolves
+//!   peers through a [`Resolver`] at connect time and reconnects after errors; every
+//!   call names its group and target node, and a node refuses calls meant for another.
 //! - `node.rs` — [`RaftNode`]: start, initialize, propose, linearizable reads,
-//!   membership, metrics, shutdown.
+//!   membership, metrics, shutdown; [`NodeConfig`], [`NodeError`].
 //! - `files.rs` — atomic fsynced JSON files, typed I/O errors.
 //!
 //! # API
-//! [`RaftNode::start`]`(NodeConfig, Arc<impl StateMachine>, Arc<dyn Resolver>)`, then
-//! mount [`RaftNode::service`] into the pod's tonic server on the Raft port (6335) or
-//! [`RaftNode::serve_on`] a listener; [`RaftNode::initialize`] on every pod (only the
-//! lowest id bootstraps, once); [`RaftNode::propose`] → [`Response`] `{ index, data }` or
-//! [`NodeError::NotLeader`] `{ leader }`; [`RaftNode::ensure_linearizable`] before leader
-//! reads; [`RaftNode::add_learner`], [`RaftNode::change_membership`],
-//! [`RaftNode::remove`]; [`RaftNode::metrics`] (role, leader, voters, learners,
-//! per-follower matched index and lag, last applied, last log index);
-//! [`RaftNode::shutdown`].
+//! [`RaftNode::start`]`(NodeConfig::new(group, id, data_dir), Arc<impl StateMachine>,
+//! Arc<dyn Resolver>)`, then mount [`RaftNode::service`] ([`RaftServer`]) into the pod's
+//! tonic server on the Raft port (6335) or [`RaftNode::serve_on`] a listener;
+//! [`RaftNode::initialize`]`(members)` on every pod (only the lowest id bootstraps, and
+//! only an empty node); [`RaftNode::propose`]`(command)` → [`Response`] `{ index, data }`
+//! once applied on the leader, or [`NodeError::NotLeader`] `{ leader: Some(Leader { id,
+//! addr }) }`; [`RaftNode::ensure_linearizable`] before leader reads;
+//! [`RaftNode::add_learner`]`(id, addr, blocking)`, [`RaftNode::change_membership`]`(voters)`,
+//! [`RaftNode::remove`]`(id)`; [`RaftNode::metrics`] ([`Metrics`]: role, term, leader,
+//! voters, learners, per-follower matched index and lag, last applied, last log index,
+//! snapshot and purge points); [`RaftNode::trigger_snapshot`]; [`RaftNode::shutdown`].
 //!
 //! # What is durable when
-//! - A log entry: fsynced before openraft is told it is flushed (so before a follower
+//! - A log entry: fsynced before openraft's `LogFlushed` callback (so before a follower
 //!   acknowledges it and before the leader counts itself in the quorum).
 //! - The vote (term and voted-for): an fsynced file, written before it is acted on.
 //! - The committed log id: written but not fsynced (a lower value after a crash only
 //!   defers re-applying until a leader commits again).
-//! - The state machine: as durable as it makes itself. At start the applied point is the
-//!   state machine's own durable `applied_index()`; every committed entry after it is
-//!   re-applied from the log (which purges only entries covered by a snapshot).
-//! - Memberships applied and snapshot metadata: `sm_meta.json`, fsynced when they change.
-//! - Snapshots: files under `snapshots/` written by the state machine, renamed into place
-//!   and fsynced before they are recorded; snapshots stream from and to disk
-//!   (`SnapshotData = tokio::fs::File`) in chunks.
+//! - The state machine: as durable as it makes itself. At start the applied log id is
+//!   derived from the state machine's durable `applied_index()` (its term from the log, or
+//!   from the snapshot metadata), and every committed entry after it is re-applied from
+//!   the log; the log purges only entries a snapshot covers, and the state machine is
+//!   durable at a snapshot's index once it built or installed it. Nothing is written per
+//!   apply beside what the state machine writes.
+//! - Memberships applied (the last few) and snapshot metadata: `sm_meta.json`, fsynced
+//!   when they change; a snapshot being installed is recorded there before the state
+//!   machine installs it, so a crash in between resolves at the next start.
+//! - Snapshots: files under `snapshots/` written by the state machine, fsynced and
+//!   renamed into place before they are recorded; they stream from and to disk
+//!   (`SnapshotData = tokio::fs::File`) in chunks of `snapshot_chunk_bytes`.
 
 // openraft's StorageError / RPCError are large by design and its traits fix them as the
 // error types; boxing them here would only add conversions.

@@ -249,7 +249,16 @@ impl LogFiles {
                             }
                             expect += 1;
                             if self.purged.is_none_or(|p| entry.log_id.index > p.index) {
-                                self.check_next(entry.log_id.index)?;
+                                if let Err(LogError::OutOfOrder { expected, got }) =
+                                    self.check_next(entry.log_id.index)
+                                {
+                                    return Err(corrupt(
+                                        off,
+                                        format!(
+                                            "index {got} where {expected} was expected (a lost segment?)"
+                                        ),
+                                    ));
+                                }
                                 self.entries.push_back(Held {
                                     log_id: entry.log_id,
                                     segment: first,

@@ -31,9 +31,15 @@ pub enum WireError {
 }
 
 pub(crate) fn to_json<T: Serialize>(v: &T) -> Bytes {
-    // serializing openraft's plain data structs to JSON cannot fail (no maps with
-    // non-string keys, no custom serializers that error)
-    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+    // openraft's plain data structs always serialize (no maps with non-string keys, no
+    // fallible serializers); an empty field would be refused by the peer's decoder
+    match serde_json::to_vec(v) {
+        Ok(b) => Bytes::from(b),
+        Err(e) => {
+            tracing::error!(error = %e, "encoding a Raft message as JSON");
+            Bytes::new()
+        }
+    }
 }
 
 pub(crate) fn from_json<T: DeserializeOwned>(what: &'static str, b: &[u8]) -> Result<T, WireError> {

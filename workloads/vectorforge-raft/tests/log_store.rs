@@ -190,3 +190,20 @@ fn a_segment_of_another_format_is_refused() {
         Err(LogError::Corrupt { .. })
     ));
 }
+
+#[test]
+fn a_lost_segment_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("log");
+    let mut log = LogFiles::open(&dir, 128).unwrap();
+    log.append((1..=10).map(|i| entry(1, i)).collect()).unwrap();
+    drop(log);
+    let segs = segments(&dir);
+    assert!(segs.len() > 2);
+    std::fs::remove_file(dir.join(&segs[1])).unwrap();
+    match LogFiles::open(&dir, 128) {
+        Err(LogError::Corrupt { reason, .. }) => assert!(reason.contains("expected"), "{reason}"),
+        Err(e) => panic!("expected Corrupt, got {e}"),
+        Ok(_) => panic!("a log with a lost segment opened"),
+    }
+}
