@@ -411,3 +411,92 @@ async fn a_stale_address_reaching_another_group_is_refused() {
     }
     b.stop(2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_whole_group_crashed_mid_write_keeps_every_acknowledged_proposal() {
+    use std::sync::{Arc, Mutex};
+    let mut c = Cluster::new();
+    let rts: Vec<tokio::runtime::Runtime> = (0..3)
+        .map(|_| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for (id, rt) in rts.iter().enumerate() {
+        c.start_in(id as u64, rt.handle()).await;
+    }
+    let members = c.members();
+    for n in c.nodes.values() {
+        n.node.initialize(members.clone()).await.unwrap();
+    }
+    let leader = c.leader(T).await;
+
+    // propose in the background, 32 at a time, remembering what was acknowledged
+    // (log index, command) of every acknowledged proposal
+    type Acked = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+    let acked: Acked = Arc::default();
+    let raft = c.get(leader).node.raft().clone();
+    let acked2 = acked.clone();
+    let proposer = tokio::spawn(async move {
+        for round in 0.. {
+            let futs = (0..32).map(|k| {
+                let cmd = format!("crash-{round}-{k}").into_bytes();
+                let raft = raft.clone();
+                async move { (raft.client_write(cmd.clone()).await, cmd) }
+            });
+            let mut failed = false;
+            for (r, cmd) in futures::future::join_all(futs).await {
+                match r {
+                    Ok(r) => acked2.lock().unwrap().push((r.data.index, cmd)),
+                    Err(_) => failed = true,
+                }
+            }
+            if failed {
+                return;
+            }
+        }
+    });
+    while acked.lock().unwrap().len() < 300 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // crash every node while writes are in flight
+    for (id, rt) in rts.into_iter().enumerate() {
+        c.forget(id as u64);
+        tokio::task::spawn_blocking(move || rt.shutdown_timeout(Duration::from_secs(2)))
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(T, proposer).await.unwrap().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let last = acked.iter().map(|(i, _)| *i).max().unwrap();
+    println!(
+        "{} proposals acknowledged before the crash (last index {last})",
+        acked.len()
+    );
+
+    for id in [0, 1, 2] {
+        c.start(id).await;
+    }
+    c.leader(T).await;
+    c.wait_applied(last, T).await;
+    for n in c.nodes.values() {
+        let items = n.sm.items();
+        for a in &acked {
+            assert!(
+                items.contains(a),
+                "node {} lost acknowledged {a:?}",
+                n.node.id()
+            );
+        }
+    }
+    let leader = c.leader(T).await;
+    let more = c.propose_many(leader, "after", 10, 10).await;
+    c.wait_applied(more, T).await;
+    assert_same_state(&c);
+    for id in [0, 1, 2] {
+        c.stop(id).await;
+    }
+}

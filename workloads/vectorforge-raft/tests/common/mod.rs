@@ -261,6 +261,42 @@ impl Cluster {
         addr
     }
 
+    /// Starts node `id` with all its tasks on runtime `rt`, so that shutting that runtime
+    /// down stops the node abruptly (a crash of its process, short of losing page cache).
+    pub async fn start_in(&mut self, id: u64, rt: &tokio::runtime::Handle) -> String {
+        let dir = self.dir(id);
+        let sm = ListSm::open(&dir.join("sm"));
+        let cfg = (self.config)(id, &dir);
+        let resolver = self.resolver.clone();
+        let sm2 = sm.clone();
+        let (node, addr) = rt
+            .spawn(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap().to_string();
+                resolver.set(id, addr.clone());
+                let node = RaftNode::start(cfg, sm2, resolver).await.unwrap();
+                node.serve_on(listener);
+                (node, addr)
+            })
+            .await
+            .unwrap();
+        self.nodes.insert(
+            id,
+            TestNode {
+                node,
+                sm,
+                addr: addr.clone(),
+                mounted: None,
+            },
+        );
+        addr
+    }
+
+    /// Forgets node `id` without shutting it down (its runtime is killed by the caller).
+    pub fn forget(&mut self, id: u64) -> TestNode {
+        self.nodes.remove(&id).unwrap()
+    }
+
     pub fn members(&self) -> BTreeMap<u64, String> {
         self.nodes
             .iter()
