@@ -151,8 +151,22 @@ async fn a_full_restart_keeps_every_acknowledged_proposal_and_the_term() {
         c.stop(id).await;
     }
 
-    for id in [0, 1, 2] {
+    for (id, before) in [0, 1, 2].into_iter().zip(votes) {
         c.start(id).await;
+        // the vote (term, voted for) came back from disk: reported as soon as the node
+        // runs, well before an election could produce one (>= 300 ms)
+        let m = c
+            .get(id)
+            .node
+            .raft()
+            .wait(Some(Duration::from_millis(200)))
+            .metrics(|m| m.vote == before, "vote loaded")
+            .await;
+        assert!(
+            m.is_ok(),
+            "node {id}: vote {before} not loaded after restart"
+        );
+        assert!(before.leader_id().term >= 1);
     }
     // restarted nodes initialize again: a no-op for an existing group
     let members = c.members();
@@ -160,16 +174,6 @@ async fn a_full_restart_keeps_every_acknowledged_proposal_and_the_term() {
         assert!(!n.node.initialize(members.clone()).await.unwrap());
     }
     let leader = c.leader(T).await;
-    // the vote (term, voted for) survived: no node went back to an older vote
-    for (n, before) in c.nodes.values().zip(votes) {
-        let now = n.node.raft().metrics().borrow().vote;
-        assert!(
-            now >= before,
-            "node {}: vote {now} after restart, {before} before",
-            n.node.id()
-        );
-        assert!(now.leader_id().term >= 1);
-    }
     c.wait_applied(last, T).await;
     for n in c.nodes.values() {
         assert_eq!(
