@@ -23,6 +23,7 @@
 //! - `node.rs` — [`RaftNode`]: start, initialize, propose, linearizable reads,
 //!   membership, metrics, shutdown; [`NodeConfig`], [`NodeError`].
 //! - `files.rs` — atomic fsynced JSON files, typed I/O errors.
+//! - `state_machine_tests.rs` — unit tests: a snapshot install interrupted by a crash.
 //!
 //! # API
 //! [`RaftNode::start`]`(NodeConfig::new(group, id, data_dir), Arc<impl StateMachine>,

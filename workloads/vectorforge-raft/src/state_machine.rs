@@ -490,3 +490,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for SmStore<S> {
         .await
     }
 }
+
+#[cfg(test)]
+#[path = "state_machine_tests.rs"]
+mod tests;
