@@ -1,5 +1,6 @@
 # vectorforge-server: the Qdrant-compatible REST server (binary `vectorforge`) over the
-# vectorforge engine; Rust tests, then qdrant-client 1.19.1 (REST) against the real binary.
+# vectorforge engine; Rust tests (with its Raft crate, vectorforge-raft), then
+# qdrant-client 1.19.1 (REST) against the real binary.
 # Included by the top-level Makefile (ROOT, CARGO, VENV, PY).
 
 VFS_DIR    := $(ROOT)/workloads/vectorforge-server
@@ -12,7 +13,7 @@ vectorforge-server-build: ## debug build of the vectorforge server binary (what 
 	CARGO_TARGET_DIR=$(VF_TARGET) $(CARGO) build -p vectorforge-server
 
 test-vectorforge-server: venv vectorforge-server-build ## vectorforge-server: Rust tests + qdrant-client (REST) against the real binary
-	CARGO_TARGET_DIR=$(VF_TARGET) $(CARGO) test -p vectorforge-server
+	CARGO_TARGET_DIR=$(VF_TARGET) $(CARGO) test -p vectorforge-raft -p vectorforge-server
 	VECTORFORGE_BIN=$(VFS_BIN) $(PY) -m pytest -q $(VFS_DIR)/tests/python
 
 TEST_TARGETS += test-vectorforge-server
