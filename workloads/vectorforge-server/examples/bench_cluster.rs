@@ -9,10 +9,13 @@
 //! computed here by brute force.
 //!
 //! Per layout (shards × pods per shard), real `vectorforge` processes find each other
-//! with `--peer`; the base is ingested through pod 0's gRPC streaming upsert (1,000
-//! points a message; pod 0 splits each message by shard and sends every part to each
-//! pod of its shard), then, once every vector is in a graph, VF_BENCH_CLIENTS (default
-//! 16) closed-loop gRPC clients, spread over the pods, search for VF_BENCH_SECS (10) s.
+//! with `--peer` (several pods of a shard form its Raft group); the base is ingested
+//! through pod 0's gRPC streaming upsert (1,000 points a message; pod 0 splits each
+//! message by shard and proposes every part on its shard's leader), then, once every
+//! vector is in a graph, VF_BENCH_CLIENTS (default 16) closed-loop gRPC clients, spread
+//! over the pods, search for VF_BENCH_SECS (10) s. Leader recovery: the shard leader of
+//! the 1 × 3 layout is killed and the time until a write through another pod is
+//! acknowledged again is measured.
 //!
 //! Usage: `bench_cluster path/to/vectorforge` (or env VECTORFORGE_BIN).
 
@@ -49,8 +52,26 @@ fn progress(msg: &str) {
 
 struct Pod {
     child: Child,
+    http_port: u16,
     grpc_port: u16,
     log: PathBuf,
+}
+
+/// `GET path` over plain HTTP/1.1; the body.
+fn http_get(port: u16, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default())
 }
 
 impl Drop for Pod {
@@ -64,12 +85,12 @@ impl Drop for Pod {
 fn start_pods(bin: &Path, dir: &Path, dim: usize, shards: u32, per_shard: u32) -> Result<Vec<Pod>> {
     let mut places = Vec::new();
     for s in 0..shards {
-        for _ in 0..per_shard {
-            places.push((s, free_port()?));
+        for o in 0..per_shard {
+            places.push((s, o, free_port()?));
         }
     }
     let mut pods = Vec::new();
-    for (i, (shard, raft)) in places.iter().enumerate() {
+    for (i, (shard, ordinal, raft)) in places.iter().enumerate() {
         let (http, grpc) = (free_port()?, free_port()?);
         let data = dir.join(format!("pod{i}"));
         let log = data.with_extension("log");
@@ -85,10 +106,11 @@ fn start_pods(bin: &Path, dir: &Path, dim: usize, shards: u32, per_shard: u32) -
             .arg(format!("--shards={shards}"))
             .arg(format!("--replicas={per_shard}"))
             .arg(format!("--shard={shard}"))
+            .arg(format!("--ordinal={ordinal}"))
             .arg(format!("--raft-port={raft}"));
-        for (j, (s, p)) in places.iter().enumerate() {
+        for (j, (s, o, p)) in places.iter().enumerate() {
             if j != i {
-                cmd.arg(format!("--peer={s}=127.0.0.1:{p}"));
+                cmd.arg(format!("--peer={s}/{o}=127.0.0.1:{p}"));
             }
         }
         let child = cmd
@@ -99,6 +121,7 @@ fn start_pods(bin: &Path, dir: &Path, dim: usize, shards: u32, per_shard: u32) -
             .map_err(|e| format!("starting {}: {e}", bin.display()))?;
         pods.push(Pod {
             child,
+            http_port: http,
             grpc_port: grpc,
             log,
         });
@@ -191,6 +214,8 @@ fn search(q: &[f32]) -> pb::SearchRequest {
 
 struct Row {
     layout: String,
+    /// kill of the shard leader → next acknowledged write (layouts with replicas)
+    recovery_s: Option<f64>,
     ingest_pps: f64,
     index_s: f64,
     qps: f64,
@@ -290,12 +315,49 @@ async fn run_layout(
         lat.extend(t.await??);
     }
     lat.sort_unstable();
+
+    // leader recovery: SIGKILL the shard leader, then write through another pod until
+    // a write is acknowledged again
+    let mut recovery_s = None;
+    if per_shard > 1 && shards == 1 {
+        let leader = (0..pods.len()).find(|i| {
+            http_get(pods[*i].http_port, "/cluster")
+                .is_ok_and(|b| b.contains("\"role\":\"Leader\""))
+        });
+        if let Some(l) = leader {
+            let _ = pods[l].child.kill();
+            let _ = pods[l].child.wait();
+            let t = Instant::now();
+            let other = (l + 1) % pods.len();
+            loop {
+                let one = pb::UpsertRequest {
+                    collection_name: COLLECTION.into(),
+                    points: vec![pb::Point {
+                        id: Some(pb::PointId {
+                            kind: Some(pb::point_id::Kind::Num(n as u64)),
+                        }),
+                        vector: base[0].clone(),
+                        ..Default::default()
+                    }],
+                };
+                if clients[other].upsert(one).await.is_ok() {
+                    recovery_s = Some(t.elapsed().as_secs_f64());
+                    break;
+                }
+                if t.elapsed() > Duration::from_secs(30) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
     let pct = |p: f64| {
         let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len().max(1)) - 1;
         lat.get(i).map_or(f64::NAN, |v| f64::from(*v) / 1000.0)
     };
     Ok(Row {
         layout: format!("{shards} shard(s) × {per_shard} pod(s)"),
+        recovery_s,
         ingest_pps: n as f64 / ingest_s,
         index_s,
         qps: lat.len() as f64 / secs as f64,
@@ -353,19 +415,20 @@ async fn main() -> Result<()> {
         base.len()
     );
     println!(
-        "| layout | ingest points/s | indexed after s | search QPS | p50 ms | p99 ms | recall@10 |"
+        "| layout | ingest points/s | indexed after s | search QPS | p50 ms | p99 ms | recall@10 | leader kill → write acked |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
+        let rec = r.recovery_s.map_or("—".to_owned(), |s| format!("{s:.2} s"));
         println!(
-            "| {} | {:.0} | {:.1} | {:.0} | {:.2} | {:.2} | {:.3} |",
+            "| {} | {:.0} | {:.1} | {:.0} | {:.2} | {:.2} | {:.3} | {rec} |",
             r.layout, r.ingest_pps, r.index_s, r.qps, r.p50_ms, r.p99_ms, r.recall
         );
     }
     let (one, three, repl) = (&rows[0], &rows[1], &rows[2]);
     println!(
         "\n3 shards / 1 shard search QPS: {:.2}× (goal ≥ 2.5× where {cores} cores allow: the 3 shard processes share them); \
-         ingest with 3 pods per shard / 1: {:.2}× (goal ≥ 0.5×). Leader recovery: not measured — Raft replication is not built yet.",
+         ingest with 3 Raft-replicated pods per shard / 1 pod: {:.2}× (goal ≥ 0.5×); leader recovery goal < 5 s.",
         three.qps / one.qps,
         repl.ingest_pps / one.ingest_pps
     );

@@ -15,6 +15,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod params;
 pub mod registry;
+pub mod replication;
 pub mod rest;
 pub mod server;
 pub mod service;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use vectorforge::{HnswConfig, PayloadSchemaType, SyncPolicy};
+use vectorforge_server::cluster::peers::ordinal_of;
 use vectorforge_server::params::{VectorParams, parse_distance};
 use vectorforge_server::server::{Bootstrap, ClusterSetup, PeerDiscovery, ServerConfig};
 
@@ -98,6 +99,13 @@ struct Cli {
     /// This pod's name (downward API), so that it does not call itself.
     #[arg(long, env = "POD_NAME")]
     pod_name: Option<String>,
+    /// This pod's ordinal in its shard (its Raft node id); from the pod name's suffix
+    /// when not given.
+    #[arg(long)]
+    ordinal: Option<u32>,
+    /// The address other pods reach this one at (downward API); --host when not given.
+    #[arg(long, env = "POD_IP")]
+    advertise_host: Option<IpAddr>,
     /// This pod's namespace (downward API), where its peers are watched.
     #[arg(long, env = "POD_NAMESPACE")]
     pod_namespace: Option<String>,
@@ -200,9 +208,32 @@ fn config(cli: &Cli) -> anyhow::Result<ServerConfig> {
                 ),
             }
         };
+        let replicas = cli.replicas.unwrap_or(1).max(1);
+        let ordinal = match cli
+            .ordinal
+            .or_else(|| cli.pod_name.as_deref().and_then(ordinal_of))
+        {
+            Some(o) => o,
+            None if replicas > 1 => anyhow::bail!(
+                "--replicas above 1: the pod's ordinal comes from POD_NAME (…-<ordinal>) or --ordinal"
+            ),
+            None => 0,
+        };
+        let advertise = SocketAddr::new(
+            cli.advertise_host.unwrap_or(if cli.host.is_unspecified() {
+                IpAddr::from([127, 0, 0, 1])
+            } else {
+                cli.host
+            }),
+            internal_addr.port(),
+        );
         Some(ClusterSetup {
             shard,
             shards,
+            replicas,
+            ordinal,
+            advertise,
+            raft_timings: None,
             internal_addr,
             self_name: cli
                 .pod_name
@@ -247,9 +278,6 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        if cli.replicas.is_some_and(|n| n > 1) {
-            tracing::warn!(replicas = ?cli.replicas, "replicas of a shard are kept in step by writing to every ready pod; Raft replication (catch-up of a pod that was down) is not implemented yet");
-        }
         tracing::debug!(raft_port = ?cli.raft_port, peer_selector = ?cli.peer_selector, snapshot_schedule = ?cli.snapshot_schedule, snapshot_retention = ?cli.snapshot_retention, "distribution flags");
         let result = match config(&cli) {
             Ok(cfg) => vectorforge_server::server::run(cfg).await,
@@ -298,6 +326,21 @@ mod tests {
         .unwrap();
         let cl = cfg.cluster.unwrap();
         assert!(matches!(cl.peers, PeerDiscovery::Static(p) if p.len() == 2));
+        // several replicas form a Raft group: each pod needs its ordinal
+        let err = parse(&["--shard=0", "--replicas=3", "--peer=0/1=127.0.0.1:7001"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ordinal"), "{err}");
+        let cl = parse(&[
+            "--shard=0",
+            "--replicas=3",
+            "--ordinal=2",
+            "--peer=0/1=127.0.0.1:7001",
+        ])
+        .unwrap()
+        .cluster
+        .unwrap();
+        assert_eq!((cl.replicas, cl.ordinal), (3, 2));
         // one shard, one replica: a plain single-node server
         let argv = ["vectorforge", "--collection=c", "--dimension=4"];
         assert!(

@@ -19,6 +19,7 @@ use crate::grpc::GrpcState;
 use crate::metrics::Metrics;
 use crate::params::{CollectionParams, DEFAULT_VECTOR, VectorParams};
 use crate::registry::Registry;
+use crate::replication::{Replication, ReplicationConfig};
 use crate::rest::{self, AppState};
 use crate::service::{CollectionService, Defaults};
 use crate::store::Write;
@@ -60,6 +61,14 @@ pub struct ClusterSetup {
     pub self_name: String,
     /// When a read of another shard also goes to a second pod of that shard.
     pub hedge_after: Option<Duration>,
+    /// Pods per shard; above 1 the shard's pods form a Raft group.
+    pub replicas: u32,
+    /// This pod's ordinal in its shard (its Raft node id).
+    pub ordinal: u32,
+    /// This pod's internal address as the others reach it (pod IP and internal port).
+    pub advertise: SocketAddr,
+    /// Raft timings; None for the pod defaults (tests shorten them).
+    pub raft_timings: Option<crate::replication::Timings>,
     pub peers: PeerDiscovery,
 }
 
@@ -92,6 +101,11 @@ async fn peer_source(setup: &ClusterSetup) -> anyhow::Result<Arc<dyn PeerSource>
     })
 }
 
+/// Whether the start collection is written through a Raft group.
+fn replicated(cfg: &ServerConfig) -> bool {
+    cfg.cluster.as_ref().is_some_and(|c| c.replicas > 1)
+}
+
 fn bootstrap(reg: &Registry, b: &Bootstrap, cfg: &ServerConfig) -> anyhow::Result<()> {
     let c = match reg.get(&b.name) {
         Ok(c) => {
@@ -122,6 +136,10 @@ fn bootstrap(reg: &Registry, b: &Bootstrap, cfg: &ServerConfig) -> anyhow::Resul
             )
             .map_err(|e| anyhow::anyhow!("creating collection {}: {e}", b.name))?,
     };
+    if replicated(cfg) {
+        // replicated: the leader proposes the indexes through the log (index_upkeep)
+        return Ok(());
+    }
     let have = c.info().indexed_fields;
     for (key, kind) in &b.payload_indexes {
         if !have.iter().any(|(k, t)| k == key && t == kind) {
@@ -133,6 +151,67 @@ fn bootstrap(reg: &Registry, b: &Bootstrap, cfg: &ServerConfig) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// With replication: once this pod leads its shard's group, proposes the payload
+/// indexes the flags ask for and the collection lacks (through the log, so every
+/// replica builds them at the same index).
+async fn index_upkeep(service: CollectionService, repl: Arc<Replication>, b: Bootstrap) {
+    let local = service.local();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if !repl.is_leader() {
+            continue;
+        }
+        let Ok(c) = service.registry().get(&b.name) else {
+            return;
+        };
+        let have = c.info().indexed_fields;
+        let missing: Vec<_> = b
+            .payload_indexes
+            .iter()
+            .filter(|(k, t)| !have.iter().any(|(hk, ht)| hk == k && ht == t))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        for (key, kind) in missing {
+            match local
+                .write(
+                    &b.name,
+                    Write::CreateIndex {
+                        key: key.clone(),
+                        kind,
+                    },
+                )
+                .await
+            {
+                Ok(_) => tracing::info!(
+                    collection = b.name,
+                    key,
+                    "payload index created through the shard's log"
+                ),
+                Err(e) => tracing::warn!(collection = b.name, key, error = %e, "payload index"),
+            }
+        }
+    }
+}
+
+/// With replication: `/readyz` follows the pod's place in its shard's group.
+async fn readiness(
+    repl: Arc<Replication>,
+    ready: Arc<AtomicBool>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        ready.store(repl.ready(), Ordering::Release);
+    }
 }
 
 /// Snapshots collections whose WAL has grown past the threshold.
@@ -190,6 +269,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         .filter(|k| !k.is_empty())
         .map(|k| Arc::new(ApiKey::new(k)));
     let mut internal = None;
+    let mut replication: Option<Arc<Replication>> = None;
     if let Some(setup) = &cfg.cluster {
         let collection = cfg
             .bootstrap
@@ -197,6 +277,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
             .map(|b| b.name.clone())
             .context("a distributed collection needs --collection")?;
         let peers = peer_source(setup).await?;
+        let peers_for_raft = peers.clone();
         let cluster = Arc::new(Cluster::new(
             ClusterConfig {
                 collection: collection.clone(),
@@ -213,6 +294,34 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(setup.internal_addr)
             .await
             .with_context(|| format!("binding the internal port on {}", setup.internal_addr))?;
+        if setup.replicas > 1 {
+            let dir = cfg.data_dir.join("raft").join(&collection);
+            let fresh = !dir.exists();
+            let have = reg.get(&collection).map(|c| c.applied_index()).unwrap_or(0);
+            if fresh && have > 0 {
+                anyhow::bail!(
+                    "collection {collection} holds {have} operations written without replication and there is no Raft state in {}; a replicated shard must start empty (restore a snapshot into a new VectorCollection instead)",
+                    dir.display()
+                );
+            }
+            let repl = Replication::start(
+                ReplicationConfig {
+                    collection: collection.clone(),
+                    shard: setup.shard,
+                    ordinal: setup.ordinal,
+                    replicas: setup.replicas,
+                    dir,
+                    advertise: setup.advertise,
+                    timings: setup.raft_timings,
+                },
+                reg.clone(),
+                peers_for_raft.clone(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            replication = Some(repl.clone());
+            service = service.with_replication(repl);
+        }
         let rpc = ShardRpc::new(service.local(), api_key.clone()).into_service(cfg.max_body_bytes);
         internal = Some((listener, rpc));
         tracing::info!(collection, shard = setup.shard, shards = setup.shards, internal = %setup.internal_addr, "serving one shard of a distributed collection");
@@ -263,9 +372,13 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         .serve_with_incoming_shutdown(tokio_stream_listener(grpc), wait_stop(stop_rx.clone()));
     let internal_srv = internal.map(|(listener, rpc)| {
         let stop = wait_stop(stop_rx.clone());
+        let mut routes = tonic::service::Routes::new(rpc);
+        if let Some(r) = &replication {
+            routes = routes.add_service(r.service());
+        }
         tokio::spawn(
             tonic::transport::Server::builder()
-                .add_service(rpc)
+                .add_routes(routes)
                 .serve_with_incoming_shutdown(tokio_stream_listener(listener), stop),
         )
     });
@@ -274,7 +387,15 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         cfg.snapshot_every_ops,
         stop_rx.clone(),
     ));
-    ready.store(true, Ordering::Release);
+    match &replication {
+        Some(repl) => {
+            tokio::spawn(readiness(repl.clone(), ready.clone(), stop_rx.clone()));
+            if let Some(b) = cfg.bootstrap.clone() {
+                tokio::spawn(index_upkeep(st.service.clone(), repl.clone(), b));
+            }
+        }
+        None => ready.store(true, Ordering::Release),
+    }
     let (r, g) = tokio::join!(rest_srv, grpc_srv);
     r.context("REST server")?;
     g.context("gRPC server")?;
@@ -282,6 +403,9 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         srv.await?.context("internal server")?;
     }
     let _ = maint.await;
+    if let Some(repl) = &replication {
+        repl.shutdown().await;
+    }
     tracing::info!("requests drained; flushing and snapshotting collections");
     tokio::task::spawn_blocking(move || {
         reg.flush_all();

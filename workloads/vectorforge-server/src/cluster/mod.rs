@@ -5,10 +5,9 @@
 //! write by shard, scatter a read, merge the answers) lives in the collection
 //! service (`service::distributed`), so that every transport gets it.
 //!
-//! Until Raft replication lands, the pods of one shard are kept in step by the
-//! coordinator: a write goes to every ready pod of its shard, a read to any one. That
-//! holds while every pod is up; a pod that was down misses the writes it did not see
-//! (Raft's log and snapshots are what bring it back, the next step).
+//! With `--replicas` above 1 the pods of a shard form a Raft group (`replication`):
+//! a coordinator sends a write part to any pod of the shard and follows `NotLeader`
+//! to the leader; reads go to any Ready pod (hedged).
 
 pub mod hash;
 pub mod peers;
@@ -109,42 +108,21 @@ impl Cluster {
         (0..self.cfg.shards).filter(|s| *s != self.cfg.shard)
     }
 
-    /// Sends `msg` to every ready pod of `shard` but this one, in parallel; each
-    /// answer with the pod's name. An empty list when there is no other pod.
-    pub async fn call_all<M, T>(
+    /// Sends `msg` to the pod at `addr` (a shard leader named by a `NotLeader`).
+    pub async fn call_at<M, T>(
         &self,
-        shard: u32,
+        addr: &str,
         msg: M,
         method: impl Fn(ShardClient<Channel>, Request<M>) -> Call<T>,
-    ) -> Vec<(String, ServiceResult<T>)>
-    where
-        M: Clone,
-    {
-        let peers: Vec<_> = self
-            .peers
-            .ready(shard)
-            .into_iter()
-            .filter(|p| p.name != self.cfg.self_name)
-            .collect();
-        let calls = peers.into_iter().map(|peer| {
-            let client = self.clients.client(peer.addr);
-            let req = self.clients.request(msg.clone());
-            let call = client.map(|c| method(c, req));
-            async move {
-                let r = match call {
-                    Ok(call) => call
-                        .await
-                        .map(Response::into_inner)
-                        .map_err(|s| rpc::error_from(&peer.name, &s)),
-                    Err(e) => Err(e),
-                };
-                (
-                    peer.name,
-                    r.map_err(|e| e.context(&format!("shard {shard}"))),
-                )
-            }
-        });
-        futures::future::join_all(calls).await
+    ) -> ServiceResult<T> {
+        let sock: std::net::SocketAddr = addr.parse().map_err(|_| {
+            ServiceError::Unavailable(format!("Service unavailable: leader address {addr:?}"))
+        })?;
+        let client = self.clients.client(sock)?;
+        method(client, self.clients.request(msg))
+            .await
+            .map(Response::into_inner)
+            .map_err(|s| rpc::error_from(addr, &s))
     }
 
     /// Sends `msg` to a ready pod of `shard` with `method`; when that pod cannot be

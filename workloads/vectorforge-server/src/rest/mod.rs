@@ -164,6 +164,11 @@ async fn healthz() -> &'static str {
     "healthz check passed"
 }
 
+/// Qdrant's `GET /cluster`.
+async fn cluster_status(State(st): State<AppState>) -> ServiceResult<Reply> {
+    reply(st.service.cluster_status())
+}
+
 async fn readyz(State(st): State<AppState>) -> Response {
     if st.ready.load(Ordering::Acquire) {
         "all collections are loaded".into_response()
@@ -261,6 +266,7 @@ pub fn router(st: AppState) -> Router {
     let c = "/collections/{collection_name}";
     let api = Router::new()
         .route("/collections", get(collections::list))
+        .route("/cluster", get(cluster_status))
         .route(
             c,
             get(collections::get_one)

@@ -5,18 +5,24 @@
 //! unscored search, sums for counts. This pod's own shard is served in-process; the
 //! others over the shard-to-shard API. A shard that cannot answer fails the request
 //! (naming the shard); a write that reached some shards before another failed says
-//! which parts were applied. Until a shard's pods form a Raft group, a write part goes
-//! to every ready pod of its shard and a read to one.
+//! which parts were applied. With replication a write part is proposed on its shard's
+//! Raft leader (forwarded on `NotLeader`); a read goes to any one pod of the shard.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use futures::future::join_all;
 use vectorforge::{Filter, PayloadSchemaType, PointId};
 
 use super::{CollectionService, Description, SchemaCounts, Scroll, Search, Target};
-use crate::cluster::{Cluster, pb, wire};
+use crate::cluster::{Call, Cluster, ShardClient, pb, wire};
+
+/// How long a write waits for its shard to have a leader (an election after a leader
+/// was lost takes 1.5–3 s).
+const LEADER_WAIT: Duration = Duration::from_secs(10);
 use crate::error::{ServiceError, ServiceResult};
 use crate::store::{Info, PointOut, Selector, VectorSelection, Write};
 
@@ -166,33 +172,15 @@ impl CollectionService {
             local.prepare(name, Write::Upsert(points.clone())).await?;
         }
         let parts = split(cl, w);
-        // each part goes to every ready pod of its shard (this one in-process)
+        let replicated = self.is_replicated();
         let calls = parts.into_iter().map(|(shard, part)| {
             let local = local.clone();
             async move {
-                let msg = wire::write_to(name, part.clone());
-                let send = cl.call_all(shard, msg, |mut c, r| {
-                    Box::pin(async move { c.write(r).await })
-                });
-                let mut answers = if shard == cl.shard() {
-                    let (mine, others) = futures::join!(local.local_write(name, part), send);
-                    let mut a = vec![mine];
-                    a.extend(others.into_iter().map(|(_, r)| r.map(|w| w.operation_id)));
-                    a
+                let r = if replicated {
+                    local.write_to_leader(cl, name, shard, part).await
                 } else {
-                    send.await
-                        .into_iter()
-                        .map(|(_, r)| r.map(|w| w.operation_id))
-                        .collect()
+                    local.write_to_shard(cl, name, shard, part).await
                 };
-                if answers.is_empty() {
-                    answers.push(Err(ServiceError::Unavailable(format!(
-                        "Service unavailable: shard {shard} of collection {name} has no ready pod"
-                    ))));
-                }
-                let r = answers
-                    .into_iter()
-                    .try_fold(0u64, |op, r| r.map(|seq| op.max(seq)));
                 (shard, r)
             }
         });
@@ -221,6 +209,66 @@ impl CollectionService {
             }
         }
         Ok(op)
+    }
+
+    /// A shard's part of a write with Raft: proposed on the shard's leader (this pod,
+    /// or the pod a `NotLeader` answer names), retried through an election for up to
+    /// [`LEADER_WAIT`].
+    async fn write_to_leader(
+        &self,
+        cl: &Arc<Cluster>,
+        name: &str,
+        shard: u32,
+        part: Write,
+    ) -> ServiceResult<u64> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut leader: Option<String> = None;
+        loop {
+            let msg = wire::write_to(name, part.clone());
+            let method = |mut c: ShardClient<_>, r| -> Call<pb::WriteReply> {
+                Box::pin(async move { c.write(r).await })
+            };
+            let r = match (&leader, shard == cl.shard()) {
+                (Some(addr), _) => cl.call_at(addr, msg, method).await,
+                (None, true) => self
+                    .local_write(name, part.clone())
+                    .await
+                    .map(|operation_id| pb::WriteReply { operation_id }),
+                (None, false) => cl.call(shard, msg, method).await,
+            };
+            match r {
+                Ok(w) => return Ok(w.operation_id),
+                Err(e) if e.retryable() && tokio::time::Instant::now() < deadline => {
+                    leader = match e {
+                        ServiceError::NotLeader { leader } => leader,
+                        _ => None,
+                    };
+                    if leader.is_none() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A shard's part of a write without Raft (one pod per shard): applied here or by
+    /// the shard's pod.
+    async fn write_to_shard(
+        &self,
+        cl: &Arc<Cluster>,
+        name: &str,
+        shard: u32,
+        part: Write,
+    ) -> ServiceResult<u64> {
+        if shard == cl.shard() {
+            return self.local_write(name, part).await;
+        }
+        cl.call(shard, wire::write_to(name, part), |mut c, r| {
+            Box::pin(async move { c.write(r).await })
+        })
+        .await
+        .map(|w| w.operation_id)
     }
 
     /// The stored vector of `id` in vector space `using`, from its shard.

@@ -16,6 +16,7 @@ mod snapshots;
 pub use search::{MAX_RESULTS, Search, Target};
 pub use snapshots::SnapshotInfo;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use vectorforge::{Filter, PayloadSchemaType, PointId};
@@ -24,6 +25,7 @@ use crate::cluster::Cluster;
 use crate::error::{ServiceError, ServiceResult};
 use crate::params::CollectionParams;
 use crate::registry::Registry;
+use crate::replication::Replication;
 use crate::store::{Info, PointOut, PointsCollection, Prepared, VectorSelection, Write};
 
 /// Settings of collections created over an API.
@@ -81,6 +83,8 @@ pub struct CollectionService {
     registry: Arc<Registry>,
     defaults: Arc<Defaults>,
     cluster: Option<Arc<Cluster>>,
+    /// The Raft group of this pod's shard of the cluster's collection.
+    replication: Option<Arc<Replication>>,
 }
 
 /// Runs blocking store work off the async threads.
@@ -98,6 +102,7 @@ impl CollectionService {
             registry,
             defaults: Arc::new(defaults),
             cluster: None,
+            replication: None,
         }
     }
 
@@ -107,6 +112,63 @@ impl CollectionService {
             cluster: Some(cluster),
             ..self
         }
+    }
+
+    /// The same service writing the cluster's collection through its shard's Raft
+    /// group (a write is proposed on the shard leader; see `replication`).
+    pub fn with_replication(self, replication: Arc<Replication>) -> Self {
+        CollectionService {
+            replication: Some(replication),
+            ..self
+        }
+    }
+
+    /// The Raft group of `name`'s shard on this pod, when it has one.
+    fn replicated(&self, name: &str) -> Option<&Arc<Replication>> {
+        self.replication.as_ref().filter(|r| r.collection() == name)
+    }
+
+    /// Qdrant's `GET /cluster`: this pod's place in its collection (shard, shard count)
+    /// and, with replication, its shard's Raft group as this node sees it.
+    pub fn cluster_status(&self) -> serde_json::Value {
+        let Some(cl) = &self.cluster else {
+            return serde_json::json!({"status": "disabled"});
+        };
+        let mut v = serde_json::json!({
+            "status": "enabled",
+            "collection": cl.collection(),
+            "shard": cl.shard(),
+            "shards": cl.shards(),
+        });
+        if let Some(r) = &self.replication {
+            let m = r.metrics();
+            let role = match m.role {
+                vectorforge_raft::Role::Leader => "Leader",
+                vectorforge_raft::Role::Follower => "Follower",
+                vectorforge_raft::Role::Candidate => "Candidate",
+                vectorforge_raft::Role::Learner => "Learner",
+                vectorforge_raft::Role::Shutdown => "Shutdown",
+            };
+            v["peer_id"] = m.id.into();
+            v["raft_info"] = serde_json::json!({
+                "term": m.term,
+                "commit": m.last_applied.unwrap_or(0),
+                "last_log_index": m.last_log_index.unwrap_or(0),
+                "leader": m.leader,
+                "role": role,
+                "is_voter": m.voters.contains(&m.id),
+                "voters": m.voters,
+                "learners": m.learners,
+                "lag": m.replication.iter().map(|(id, p)| (id.to_string(), p.lag)).collect::<BTreeMap<_, _>>(),
+            });
+            v["ready"] = r.ready().into();
+        }
+        v
+    }
+
+    /// Whether the cluster's collection is written through Raft on this pod.
+    pub(super) fn is_replicated(&self) -> bool {
+        self.replication.is_some()
     }
 
     /// This pod's own shard only: what answers shard-to-shard calls and serves the
@@ -237,13 +299,20 @@ impl CollectionService {
         .await
     }
 
-    /// Hands a prepared write to the shard's log. Single node: the collection's own
-    /// journal / WAL, written on a blocking thread.
+    /// Hands a prepared write to the shard's log: with replication the shard's Raft
+    /// log (this pod must lead the group, else `NotLeader` names the leader), otherwise
+    /// the collection's own journal / WAL, written on a blocking thread.
     pub fn propose(&self, p: PreparedWrite) -> Proposal {
         let PreparedWrite {
             collection,
             prepared,
         } = p;
+        if let Some(repl) = self.replicated(collection.name()).cloned() {
+            return Proposal(tokio::spawn(async move {
+                let command = collection.encode(&prepared)?;
+                repl.propose(command).await
+            }));
+        }
         Proposal(tokio::task::spawn_blocking(move || {
             collection.commit(prepared)
         }))

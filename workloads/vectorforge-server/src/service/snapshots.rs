@@ -112,7 +112,7 @@ impl CollectionService {
             let stamp = chrono::Utc::now().format("%Y-%m-%d-%H-%M-%S-%6f");
             let path = dir.join(format!("{}-{stamp}{EXT}", c.name()));
             let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
-            let made = c.archive(&tmp).and_then(|()| {
+            let made = c.archive(&tmp).and_then(|_| {
                 let sum = sha256_file(&tmp)?;
                 write_atomic(&checksum_path(&path), sum.as_bytes())?;
                 std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;

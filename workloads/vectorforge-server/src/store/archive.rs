@@ -38,8 +38,8 @@ impl PointsCollection {
     }
 
     /// Writes a self-contained archive of the collection (params + a fresh snapshot of
-    /// every engine) to `dest` as a tar file.
-    pub fn archive(&self, dest: &Path) -> ServiceResult<()> {
+    /// every engine) to `dest` as a tar file; returns the index the snapshot holds.
+    pub fn archive(&self, dest: &Path) -> ServiceResult<u64> {
         let _m = self.maintenance.lock();
         let seq = self.snapshot_locked()?;
         let file = fs::File::create(dest).map_err(|e| io(dest, e))?;
@@ -71,7 +71,7 @@ impl PointsCollection {
         let w = tar.into_inner().map_err(|e| io(dest, e))?;
         let f = w.into_inner().map_err(|e| io(dest, e.into_error()))?;
         f.sync_all().map_err(|e| io(dest, e))?;
-        Ok(())
+        Ok(seq)
     }
 }
 

@@ -9,7 +9,7 @@ use vectorforge::{
     Collection, Filter, Operation, PointId, PointStruct, Record, ScrollRequest, SearchRequest,
 };
 
-use super::journal::encode_ops;
+use super::journal::{decode_ops, encode_ops};
 use super::{PointOut, PointsCollection, Selector, VectorOut, VectorSelection, Write};
 use crate::error::{ServiceError, ServiceResult};
 
@@ -155,6 +155,41 @@ impl PointsCollection {
             e.apply_at(seq, &op)?;
         }
         Ok(seq)
+    }
+
+    /// The prepared write as a replicated log command (the journal's record codec:
+    /// one engine operation per vector space).
+    pub fn encode(&self, p: &Prepared) -> ServiceResult<Vec<u8>> {
+        encode_ops(&p.ops)
+    }
+
+    /// Applies a committed log command at `index` to every engine (the Raft state
+    /// machine's entry point: no journal, the replicated log is the commit point). A
+    /// re-delivered index changes nothing. Blocks on disk I/O.
+    pub fn apply_committed(&self, index: u64, command: &[u8]) -> ServiceResult<()> {
+        let ops = decode_ops(command)?;
+        if ops.len() != self.engines.len() {
+            return Err(ServiceError::internal(format!(
+                "Service internal error: a log command for {} vector spaces reached collection {} with {}",
+                ops.len(),
+                self.name,
+                self.engines.len()
+            )));
+        }
+        let _w = self.writer.lock();
+        for ((_, e), op) in self.engines.iter().zip(&ops) {
+            e.apply_at(index, op)?;
+        }
+        Ok(())
+    }
+
+    /// The highest log index every engine holds (what a restart resumes from).
+    pub fn applied_index(&self) -> u64 {
+        self.engines
+            .iter()
+            .map(|(_, e)| e.last_seq())
+            .min()
+            .unwrap_or(0)
     }
 
     /// [`PointsCollection::prepare`] then [`PointsCollection::commit`]. Blocks.
