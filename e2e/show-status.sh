@@ -80,8 +80,8 @@ cat <<EOF
 
 The node agent runs the pods as local processes: tinyinfer serves MiniLM, the gateway
 routes the embeddings TrafficPolicy to it, vectorforge serves the docs collection over
-2 shards: any pod takes a request and asks the other shard for its part (a shard's
-3 pods are kept in step by the coordinator; Raft replication is not built yet).
+2 shards of 3 pods: any pod takes a request and asks the other shard for its part, and
+the 3 pods of a shard form a Raft group (curl http://<pod IP>:6333/cluster shows it).
 ClusterIP Services do not route on the local cluster (no kube-proxy): use the pod
 addresses.
 

@@ -159,3 +159,109 @@ async fn three_shards_spread_points_answer_from_any_pod_and_survive_a_pod_deleti
     assert_eq!(n["count"], POINTS);
     assert_eq!(own_points(&ip).await, own[1]);
 }
+
+async fn role(ip: &str) -> Option<String> {
+    let (status, v) = call("GET", &format!("http://{ip}:6333/cluster"), None).await;
+    (status == 200).then(|| v["result"]["raft_info"]["role"].as_str().map(str::to_owned))?
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster with the operator and a node agent: make test-e2e"]
+async fn a_replicated_shard_keeps_every_acknowledged_write_through_its_leader_pod_deletion() {
+    let client = client().await;
+    let ns = TestNs::create(&client, "raft").await;
+    let ns = ns.name.as_str();
+    let vcs: Api<VectorCollection> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let vc: VectorCollection = serde_json::from_value(json!({
+        "apiVersion": "modelhub.io/v1alpha1", "kind": "VectorCollection",
+        "metadata": {"name": "vecs"},
+        "spec": {"dimension": DIM, "distance": "Euclid", "shards": 2, "replicas": 3,
+                 "storage": {"size": "64Mi"}}
+    }))
+    .expect("vector collection");
+    vcs.create(&PostParams::default(), &vc)
+        .await
+        .expect("create vc");
+    wait_ready(&vcs, "vecs").await;
+    let mut shard0 = Vec::new();
+    for o in 0..3 {
+        let name = format!("vecs-shard-0-{o}");
+        let (ip, uid) = ready_pod(&pods, &name, None).await;
+        shard0.push((name, ip, uid));
+    }
+    let (writer_ip, _) = ready_pod(&pods, "vecs-shard-1-0", None).await;
+    let url = |ip: &str, path: &str| format!("http://{ip}:6333/collections/vecs{path}");
+
+    // the shard's leader, as its pods report it
+    let mut leader = None;
+    for (name, ip, uid) in &shard0 {
+        if role(ip).await.as_deref() == Some("Leader") {
+            leader = Some((name.clone(), uid.clone()));
+        }
+    }
+    let (leader, leader_uid) = leader.expect("shard 0 has a leader");
+
+    // writers through a pod of the other shard while the leader pod is deleted
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, target) = (stop.clone(), url(&writer_ip, "/points?wait=true"));
+        tokio::spawn(async move {
+            let (mut acked, mut failed, mut next) = (Vec::new(), 0u32, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let ids: Vec<u64> = (next..next + 10).collect();
+                next += 10;
+                let pts: Vec<Value> = ids
+                    .iter()
+                    .map(|i| json!({"id": i, "vector": vector(*i), "payload": {"n": i}}))
+                    .collect();
+                match call("PUT", &target, Some(json!({"points": pts}))).await {
+                    (200, _) => acked.extend(ids),
+                    _ => failed += 1,
+                }
+            }
+            (acked, failed)
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    pods.delete(&leader, &DeleteParams::default())
+        .await
+        .expect("delete the leader pod");
+    let (ip, _) = ready_pod(&pods, &leader, Some(&leader_uid)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, failed) = writer.await.expect("writer");
+    assert!(!acked.is_empty());
+    assert_eq!(failed, 0, "writes failed while the leader pod was replaced");
+
+    // every pod of the shard converges, the recreated one included, and every
+    // acknowledged point is there through any pod
+    let ips: Vec<String> = shard0
+        .iter()
+        .map(|(n, i, _)| if *n == leader { ip.clone() } else { i.clone() })
+        .collect();
+    wait_for("shard 0's pods to hold the same points", || {
+        let ips = ips.clone();
+        async move {
+            let mut counts = Vec::new();
+            for ip in &ips {
+                counts.push(own_points(ip).await);
+            }
+            (counts.iter().all(|c| *c == counts[0]) && counts[0] > 0).then_some(())
+        }
+    })
+    .await;
+    for ip in &ips {
+        let got = ok(
+            "POST",
+            &url(ip, "/points"),
+            json!({"ids": acked, "with_payload": true}),
+        )
+        .await;
+        assert_eq!(
+            got.as_array().map(Vec::len),
+            Some(acked.len()),
+            "through {ip}"
+        );
+    }
+}
