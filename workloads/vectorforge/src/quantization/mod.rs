@@ -2,9 +2,16 @@
 //! (global or per-dimension min/max, clipped to a central quantile) and binary
 //! codes (one bit per dimension, packed into u64 words, compared by Hamming
 //! distance). This module is the codec layer only: training, encoding,
-//! decoding and the scalar reference kernels. It is not yet wired into the
-//! HNSW walk, the collection or the server (see docs/architecture.md).
+//! decoding and the scalar reference kernels. `kernels` holds the SIMD kernels
+//! on codes and `store` the codes of a collection's vectors, which searches walk
+//! the graph on before rescoring with the f32 vectors.
 
+pub mod kernels;
+pub mod store;
+
+pub use store::{QuantQuery, QuantStore};
+
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Why a quantizer could not be trained or a vector not encoded.
@@ -32,7 +39,7 @@ pub enum Int8Range {
 /// Int8 scalar quantizer: `code = round((x - lo) / step)` clamped to 0..=255,
 /// `x ≈ lo + code * step`, with `lo`/`step` per dimension (a global range is
 /// stored replicated).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScalarQuantizer {
     lo: Vec<f32>,
     step: Vec<f32>,
@@ -94,6 +101,16 @@ impl ScalarQuantizer {
 
     pub fn dim(&self) -> usize {
         self.lo.len()
+    }
+
+    /// Lower end of each dimension's range.
+    pub fn lo(&self) -> &[f32] {
+        &self.lo
+    }
+
+    /// Value of one code step in each dimension.
+    pub fn step(&self) -> &[f32] {
+        &self.step
     }
 
     fn check(&self, got: usize) -> Result<(), QuantError> {
