@@ -399,23 +399,54 @@ fn binary_with_oversampling_finds_the_exact_top1() {
 }
 
 /// Before int8 ranges are trained (fewer than 1000 vectors) searches use the f32
-/// vectors; the upsert that crosses the threshold codes every stored vector.
+/// vectors; the upsert that crosses the threshold codes every stored vector; at 4x
+/// the vectors trained on the ranges are trained again and every code re-encoded,
+/// at the same point when the WAL is replayed after a crash.
 #[test]
-fn int8_trains_at_the_threshold() {
+fn int8_trains_at_the_threshold_and_again_as_it_grows() {
     let dim = 8;
-    let data = uniform(1200, dim, 51);
+    // the later vectors spread wider than the first ones: a retraining widens the ranges
+    let data: Vec<Vec<f32>> = uniform(5200, dim, 51)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| v.iter().map(|x| x * (1.0 + i as f32 / 1000.0)).collect())
+        .collect();
     let tmp = tempfile::tempdir().unwrap();
-    let c = Collection::open(tmp.path(), config(dim, Distance::Euclid, INT8)).unwrap();
+    let mut cfg = config(dim, Distance::Euclid, INT8);
+    cfg.sync = SyncPolicy::Always;
+    let c = Collection::open(tmp.path(), cfg.clone()).unwrap();
     c.upsert(points(&data[..900], 0)).unwrap();
     assert_eq!(c.info().quantized_vectors, 0);
     let r = c.search(&req(&data[5], 1, 32)).unwrap();
     assert_eq!(r[0].id, PointId::Num(5));
-    c.upsert(points(&data[900..], 900)).unwrap();
+    c.upsert(points(&data[900..1200], 900)).unwrap();
     assert_eq!(c.info().quantized_vectors, 1200);
     c.build_index();
     let r = c.search(&req(&data[1100], 1, 32)).unwrap();
     assert_eq!(r[0].id, PointId::Num(1100));
     assert_eq!(r[0].score, 0.0);
+    let first = c.quantized_code(&PointId::Num(3)).unwrap();
+    c.snapshot().unwrap();
+    for from in (1200..5200).step_by(800) {
+        c.upsert(points(&data[from..from + 800], from as u64))
+            .unwrap();
+    }
+    // 5200 >= 4 x 1200: trained again, every vector re-encoded
+    assert_eq!(c.info().quantized_vectors, 5200);
+    let again = c.quantized_code(&PointId::Num(3)).unwrap();
+    assert_ne!(first, again, "ranges retrained on the wider data");
+    let all = |c: &Collection| -> Vec<Vec<u8>> {
+        (0..5200u64)
+            .map(|i| c.quantized_code(&PointId::Num(i)).unwrap())
+            .collect()
+    };
+    let before = all(&c);
+    std::mem::forget(c);
+    let c = Collection::open(tmp.path(), cfg).unwrap();
+    assert!(all(&c) == before, "replay retrains at the same point");
+    c.build_index();
+    let r = c.search(&req(&data[4321], 1, 64)).unwrap();
+    assert_eq!(r[0].id, PointId::Num(4321));
 }
 
 /// The setting persists with the collection's config; a config.json written before

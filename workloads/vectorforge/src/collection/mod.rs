@@ -494,8 +494,7 @@ impl Collection {
         let core = self.shared.core.read();
         let st = core.state.read();
         let off = *st.offsets.get(id)?;
-        let q = core.quant.as_ref()?;
-        ((off as usize) < q.len()).then(|| q.record(off).to_vec())
+        core.quant.as_ref()?.record(off)
     }
 
     /// Writes a snapshot of the current state; returns its sequence number. Older

@@ -18,7 +18,7 @@ use crate::distance;
 use crate::error::{Error, Result};
 use crate::filter::{Filter, FilterContext, check};
 use crate::hnsw::{Scored, WalkScorer, prefetch};
-use crate::quantization::{QuantQuery, QuantStore};
+use crate::quantization::{CodesView, QuantQuery};
 
 /// How many points ahead an exact scan starts loading vectors.
 const PREFETCH_AHEAD: usize = 8;
@@ -41,7 +41,7 @@ pub struct QuantizationSearchParams {
 
 /// Scores nodes on their codes (the vectors of the few not coded yet exactly).
 struct CodeScorer<'a> {
-    qs: &'a QuantStore,
+    qs: &'a CodesView<'a>,
     qq: &'a QuantQuery,
     coded: usize,
     vecs: &'a MmapVectors,
@@ -247,13 +247,12 @@ impl Collection {
             (ef as f64 * boost) as usize
         };
         let codes = match core.quant.as_ref() {
-            Some(qs) if !req.exact && !params.ignore && qs.ready() => {
-                qs.query(&q).map(|qq| (qs, qq))
-            }
+            Some(qs) if !req.exact && !params.ignore => qs.view(),
             _ => None,
         };
 
-        let mut found: Vec<Scored> = if let Some((qs, qq)) = codes {
+        let mut found: Vec<Scored> = if let Some(qs) = codes {
+            let qq = qs.query(&q);
             let rescore = params.rescore.unwrap_or(true);
             let over = params
                 .oversampling
@@ -264,7 +263,7 @@ impl Collection {
                 k
             };
             let scorer = CodeScorer {
-                qs,
+                qs: &qs,
                 qq: &qq,
                 coded: qs.len(),
                 vecs: &core.vectors,

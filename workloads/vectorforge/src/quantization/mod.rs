@@ -9,7 +9,7 @@
 pub mod kernels;
 pub mod store;
 
-pub use store::{QuantQuery, QuantStore};
+pub use store::{CodesView, QuantQuery, QuantStore};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;

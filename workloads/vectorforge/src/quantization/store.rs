@@ -10,17 +10,24 @@
 //! - binary (sign bits), with `h` the Hamming distance and `θ ≈ π h / dim` the angle
 //!   sign bits estimate: `q·x ≈ |q| |x| cos θ` with `corr = |x|`.
 //!
-//! int8 ranges are trained once the collection holds `INT8_TRAIN_MIN` vectors (on
-//! the vectors then stored: deterministic, so a replay trains at the same point);
-//! until then searches use the f32 vectors. Binary codes need no training. The live
-//! records sit in memory-mapped files next to the vectors (`always_ram`: anonymous
-//! memory); snapshots store them with the trained quantizer, and a load checks them
-//! (checksum, settings, a sample re-encoded) or rebuilds them from the vectors.
+//! int8 ranges are trained once the collection holds `INT8_TRAIN_MIN` vectors, and
+//! trained again on a sample of all vectors (every code re-encoded into a new set of
+//! records, swapped in while searches keep the old one) whenever the collection has
+//! grown `RETRAIN_FACTOR`-fold since, up to `RETRAIN_CAP` vectors: ranges learnt on
+//! the first vectors would clip later ones. The points depend only on the number of
+//! vectors stored, so a replay trains at the same points. Until the first training
+//! searches use the f32 vectors; binary codes need no training. The live records
+//! sit in memory-mapped files next to the vectors (`always_ram`: anonymous memory);
+//! snapshots store them with the trained quantizer, and a load checks them
+//! (checksum, settings, a sample re-encoded) or re-encodes the vectors.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::RwLock;
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +40,10 @@ use crate::types::{Distance, Offset, Quantization};
 
 /// int8 ranges are trained when the collection first holds this many vectors.
 pub const INT8_TRAIN_MIN: usize = 1000;
+/// int8 ranges are trained again when the collection has grown this many times...
+pub const RETRAIN_FACTOR: usize = 4;
+/// ...until they were trained on this many vectors.
+pub const RETRAIN_CAP: usize = 1_000_000;
 /// At most this many vectors (evenly spaced) train the int8 ranges.
 const TRAIN_SAMPLE: usize = 100_000;
 /// Records re-encoded from the vectors to check codes loaded from a snapshot.
@@ -56,6 +67,9 @@ struct StoredQuantizer {
     dim: usize,
     stride: usize,
     count: usize,
+    /// Vectors stored when the ranges were trained (schedules the next training).
+    #[serde(default)]
+    trained_on: usize,
     trained: Trained,
 }
 
@@ -65,18 +79,33 @@ pub enum QuantQuery {
     Binary { bits: Vec<u64>, norm: f32 },
 }
 
+/// One trained quantizer and the codes made with it.
+struct Codes {
+    trained: Trained,
+    trained_on: usize,
+    recs: MmapCodes,
+}
+
 pub struct QuantStore {
     config: Quantization,
     distance: Distance,
     dim: usize,
     code_bytes: usize,
     corr_at: usize,
-    trained: OnceLock<Trained>,
-    codes: MmapCodes,
+    stride: usize,
+    root: PathBuf,
+    round: AtomicUsize,
+    cur: RwLock<Option<Arc<Codes>>>,
     /// Binary: `cos(π h / dim)` for `h` in `0..=dim`.
     cos: Vec<f32>,
     dot_u8: DotU8Fn,
     hamming: HammingFn,
+}
+
+/// The codes a search uses, pinned for its duration (a retraining swaps in new ones).
+pub struct CodesView<'a> {
+    store: &'a QuantStore,
+    codes: Arc<Codes>,
 }
 
 /// Settings that change the codes (`always_ram` only moves them).
@@ -97,7 +126,7 @@ fn codec_of(q: Quantization) -> Quantization {
 }
 
 impl QuantStore {
-    /// An empty store for `config` (None for `Quantization::None`), its files in `dir`.
+    /// An empty store for `config` (None for `Quantization::None`), its files under `dir`.
     pub fn create(
         config: Quantization,
         distance: Distance,
@@ -118,14 +147,19 @@ impl QuantStore {
                 .collect(),
             _ => Vec::new(),
         };
+        if !config.always_ram() && dir.exists() {
+            fs::remove_dir_all(dir).at(dir)?;
+        }
         Ok(Some(QuantStore {
             config,
             distance,
             dim,
             code_bytes,
             corr_at,
-            trained: OnceLock::new(),
-            codes: MmapCodes::create(dir, stride, config.always_ram())?,
+            stride,
+            root: dir.to_path_buf(),
+            round: AtomicUsize::new(0),
+            cur: RwLock::new(None),
             cos,
             dot_u8: k.dot_u8,
             hamming: k.hamming,
@@ -133,7 +167,8 @@ impl QuantStore {
     }
 
     /// A store for `vecs`: from the snapshot in `snap` (directory and its files' CRCs)
-    /// when it holds codes matching `config` that check out, else encoded from `vecs`.
+    /// when it holds codes matching `config` that check out, else encoded from `vecs`
+    /// (with the snapshot's quantizer when only the codes are unusable).
     pub fn open<V: VectorSource>(
         config: Quantization,
         distance: Distance,
@@ -144,47 +179,43 @@ impl QuantStore {
         let Some(store) = Self::create(config, distance, vecs.dim(), dir)? else {
             return Ok(None);
         };
-        let mut known = None;
         if let Some((sdir, files)) = snap
             && files.contains_key(QUANTIZER_FILE)
         {
             match store.read_quantizer(sdir, files, vecs.len()) {
-                Ok(trained) => match store.restore(sdir, files, &trained, vecs) {
-                    Ok(()) => {
-                        tracing::info!(codes = store.codes.len(), "quantized codes loaded");
-                        return Ok(Some(store));
+                Ok((trained, trained_on)) => {
+                    match store.restore(sdir, files, &trained, trained_on, vecs) {
+                        Ok(()) => {
+                            tracing::info!(codes = store.len(), "quantized codes loaded");
+                            return Ok(Some(store));
+                        }
+                        Err(e) => {
+                            tracing::warn!(snapshot = %sdir.display(), error = %e, "quantized codes not usable; re-encoding the vectors with the stored quantizer");
+                            store.install(trained, trained_on, vecs)?;
+                            return Ok(Some(store));
+                        }
                     }
-                    Err(e) => {
-                        tracing::warn!(snapshot = %sdir.display(), error = %e, "quantized codes not usable; re-encoding the vectors with the stored quantizer");
-                        known = Some(trained);
-                    }
-                },
+                }
                 Err(e) => {
                     tracing::warn!(snapshot = %sdir.display(), error = %e, "quantizer not usable; training a new one on the vectors");
                 }
             }
         }
-        drop(store);
-        let Some(store) = Self::create(config, distance, vecs.dim(), dir)? else {
-            return Ok(None);
-        };
-        if let Some(t) = known {
-            let _ = store.trained.set(t);
-        }
         store.sync(vecs)?;
-        if !store.codes.is_empty() {
-            tracing::info!(codes = store.codes.len(), "quantized codes built");
+        if !store.is_empty() {
+            tracing::info!(codes = store.len(), "quantized codes built");
         }
         Ok(Some(store))
     }
 
-    /// The trained quantizer of a snapshot, if it matches this store's settings.
+    /// The trained quantizer of a snapshot and the count it was trained on, if it
+    /// matches this store's settings.
     fn read_quantizer(
         &self,
         sdir: &Path,
         files: &BTreeMap<String, u32>,
         count: usize,
-    ) -> Result<Trained> {
+    ) -> Result<(Trained, usize)> {
         let bad = |reason: String| Error::SnapshotInvalid {
             path: sdir.to_path_buf(),
             reason,
@@ -199,7 +230,7 @@ impl QuantStore {
         if codec_of(stored.quantization) != codec_of(self.config)
             || stored.distance != self.distance
             || stored.dim != self.dim
-            || stored.stride != self.codes.stride()
+            || stored.stride != self.stride
         {
             return Err(bad(format!(
                 "codes were made with {:?} / {:?} / dim {}, the collection uses {:?} / {:?} / dim {}",
@@ -219,7 +250,26 @@ impl QuantStore {
         {
             return Err(bad("int8 ranges of another dimension".into()));
         }
-        Ok(stored.trained)
+        let trained_on = if stored.trained_on == 0 {
+            stored.count
+        } else {
+            stored.trained_on
+        };
+        Ok((stored.trained, trained_on))
+    }
+
+    /// Fresh (empty) records for the next round, in their own directory.
+    fn new_codes(&self, trained: Trained, trained_on: usize) -> Result<Codes> {
+        let round = self.round.fetch_add(1, Ordering::Relaxed);
+        Ok(Codes {
+            trained,
+            trained_on,
+            recs: MmapCodes::create(
+                &self.root.join(format!("round-{round}")),
+                self.stride,
+                self.config.always_ram(),
+            )?,
+        })
     }
 
     /// Loads the snapshot's codes made with `trained`: checksum, size, a sample re-encoded.
@@ -228,6 +278,7 @@ impl QuantStore {
         sdir: &Path,
         files: &BTreeMap<String, u32>,
         trained: &Trained,
+        trained_on: usize,
         vecs: &V,
     ) -> Result<()> {
         let bad = |reason: String| Error::SnapshotInvalid {
@@ -241,82 +292,133 @@ impl QuantStore {
             return Err(bad(format!("{CODES_FILE} checksum mismatch")));
         }
         let len = fs::metadata(&cp).at(&cp)?.len();
-        if len != (count * self.codes.stride()) as u64 {
+        if len != (count * self.stride) as u64 {
             return Err(bad(format!(
                 "{CODES_FILE} has {len} bytes for {count} codes"
             )));
         }
-        let _ = self.trained.set(trained.clone());
-        self.codes.restore_from(&cp, count)?;
+        let codes = self.new_codes(trained.clone(), trained_on)?;
+        codes.recs.restore_from(&cp, count)?;
         let step = (count / CHECK_SAMPLE).max(1);
-        let mut rec = vec![0u8; self.codes.stride()];
+        let mut rec = vec![0u8; self.stride];
         for off in (0..count).step_by(step) {
             rec.fill(0);
-            self.encode_into(vecs.vector(off as Offset), &mut rec)?;
-            if rec != self.codes.record(off as Offset) {
+            self.encode_into(&codes.trained, vecs.vector(off as Offset), &mut rec)?;
+            if rec != codes.recs.record(off as Offset) {
+                self.discard(codes);
                 return Err(bad(format!(
                     "code of vector {off} differs from its re-encoding"
                 )));
             }
         }
+        *self.cur.write() = Some(Arc::new(codes));
         Ok(())
     }
 
-    pub fn config(&self) -> Quantization {
-        self.config
+    fn discard(&self, codes: Codes) {
+        let dir = codes.recs.dir().to_path_buf();
+        let in_ram = codes.recs.in_ram();
+        drop(codes);
+        if !in_ram && let Err(e) = fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove old code files");
+        }
     }
 
-    /// Trains when due and encodes the vectors that have no code yet.
-    pub fn sync<V: VectorSource>(&self, vecs: &V) -> Result<()> {
-        let n = vecs.len();
-        if self.trained.get().is_none() {
-            let t = match self.config {
-                Quantization::Binary { .. } => Trained::Binary,
-                Quantization::Int8 {
-                    quantile,
-                    global_range,
-                    ..
-                } if n >= INT8_TRAIN_MIN => {
-                    let step = n.div_ceil(TRAIN_SAMPLE);
-                    let mut sample = Vec::with_capacity(n.div_ceil(step) * self.dim);
-                    for off in (0..n).step_by(step) {
-                        sample.extend_from_slice(vecs.vector(off as Offset));
-                    }
-                    let range = if global_range {
-                        Int8Range::Global
-                    } else {
-                        Int8Range::PerDimension
-                    };
-                    let sq =
-                        ScalarQuantizer::train(&sample, self.dim, quantile.unwrap_or(1.0), range)?;
-                    tracing::info!(
-                        vectors = n,
-                        sampled = n.div_ceil(step),
-                        "int8 ranges trained"
-                    );
-                    Trained::Int8(sq)
-                }
-                _ => return Ok(()),
-            };
-            let _ = self.trained.set(t);
+    /// Encodes every vector with `trained` and makes those the current codes.
+    fn install<V: VectorSource>(
+        &self,
+        trained: Trained,
+        trained_on: usize,
+        vecs: &V,
+    ) -> Result<()> {
+        let codes = self.new_codes(trained, trained_on)?;
+        self.encode_range(&codes, vecs, vecs.len())?;
+        let old = self.cur.write().replace(Arc::new(codes));
+        if let Some(old) = old {
+            let dir = old.recs.dir().to_path_buf();
+            let in_ram = old.recs.in_ram();
+            // searches still holding the old codes keep their mapping
+            drop(old);
+            if !in_ram && let Err(e) = fs::remove_dir_all(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove old code files");
+            }
         }
-        let have = self.codes.len();
+        Ok(())
+    }
+
+    fn encode_range<V: VectorSource>(&self, codes: &Codes, vecs: &V, n: usize) -> Result<()> {
+        let have = codes.recs.len();
         if have >= n {
             return Ok(());
         }
         let mut err = None;
-        self.codes.append_with(n - have, |i, rec| {
-            if let Err(e) = self.encode_into(vecs.vector((have + i) as Offset), rec) {
+        codes.recs.append_with(n - have, |i, rec| {
+            if let Err(e) = self.encode_into(&codes.trained, vecs.vector((have + i) as Offset), rec)
+            {
                 err.get_or_insert(e);
             }
         })?;
         err.map_or(Ok(()), Err)
     }
 
-    fn encode_into(&self, v: &[f32], rec: &mut [u8]) -> Result<()> {
-        let corr = match self.trained.get() {
-            None => return Ok(()),
-            Some(Trained::Int8(sq)) => {
+    fn train<V: VectorSource>(&self, vecs: &V, n: usize) -> Result<Trained> {
+        let Quantization::Int8 {
+            quantile,
+            global_range,
+            ..
+        } = self.config
+        else {
+            return Ok(Trained::Binary);
+        };
+        let step = n.div_ceil(TRAIN_SAMPLE).max(1);
+        let mut sample = Vec::with_capacity(n.div_ceil(step) * self.dim);
+        for off in (0..n).step_by(step) {
+            sample.extend_from_slice(vecs.vector(off as Offset));
+        }
+        let range = if global_range {
+            Int8Range::Global
+        } else {
+            Int8Range::PerDimension
+        };
+        let sq = ScalarQuantizer::train(&sample, self.dim, quantile.unwrap_or(1.0), range)?;
+        tracing::info!(
+            vectors = n,
+            sampled = n.div_ceil(step),
+            "int8 ranges trained"
+        );
+        Ok(Trained::Int8(sq))
+    }
+
+    pub fn config(&self) -> Quantization {
+        self.config
+    }
+
+    /// Trains when due (see the module docs) and encodes the vectors without a code.
+    /// Called by the collection's single writer after vectors are appended.
+    pub fn sync<V: VectorSource>(&self, vecs: &V) -> Result<()> {
+        let n = vecs.len();
+        let cur = self.cur.read().clone();
+        let due = match (&cur, self.config) {
+            (None, Quantization::Binary { .. }) => true,
+            (None, Quantization::Int8 { .. }) => n >= INT8_TRAIN_MIN,
+            (Some(c), Quantization::Int8 { .. }) => {
+                c.trained_on < RETRAIN_CAP && n >= RETRAIN_FACTOR.saturating_mul(c.trained_on)
+            }
+            _ => false,
+        };
+        if due {
+            let trained = self.train(vecs, n)?;
+            return self.install(trained, n, vecs);
+        }
+        match cur {
+            Some(c) => self.encode_range(&c, vecs, n),
+            None => Ok(()),
+        }
+    }
+
+    fn encode_into(&self, trained: &Trained, v: &[f32], rec: &mut [u8]) -> Result<()> {
+        let corr = match trained {
+            Trained::Int8(sq) => {
                 let code = sq.encode(v)?;
                 rec[..self.code_bytes].copy_from_slice(&code);
                 match self.distance {
@@ -331,7 +433,7 @@ impl QuantStore {
                     _ => 0.0,
                 }
             }
-            Some(Trained::Binary) => {
+            Trained::Binary => {
                 for (i, w) in binary_encode(v).iter().enumerate() {
                     rec[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
                 }
@@ -344,34 +446,93 @@ impl QuantStore {
 
     /// Number of vectors that have a code (0 until trained).
     pub fn len(&self) -> usize {
-        self.codes.len()
+        self.cur.read().as_ref().map_or(0, |c| c.recs.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.codes.is_empty()
+        self.len() == 0
     }
 
-    /// True once searches can use the codes.
-    pub fn ready(&self) -> bool {
-        self.trained.get().is_some() && !self.codes.is_empty()
+    /// The current codes, once there are any.
+    pub fn view(&self) -> Option<CodesView<'_>> {
+        let codes = self.cur.read().clone()?;
+        (!codes.recs.is_empty()).then_some(CodesView { store: self, codes })
     }
 
     /// Bytes per code record.
     pub fn bytes_per_point(&self) -> usize {
-        self.codes.stride()
+        self.stride
     }
 
     /// Bytes the codes occupy (`len × bytes_per_point`).
     pub fn bytes(&self) -> usize {
-        self.codes.len() * self.codes.stride()
+        self.len() * self.stride
     }
 
-    /// Prepares `q` (already normalised for cosine) for `score`; None until trained.
-    pub fn query(&self, q: &[f32]) -> Option<QuantQuery> {
-        match self.trained.get()? {
+    /// The record of `off` (code bytes, then the f32 correction), if coded.
+    pub fn record(&self, off: Offset) -> Option<Vec<u8>> {
+        let v = self.view()?;
+        ((off as usize) < v.len()).then(|| v.codes.recs.record(off).to_vec())
+    }
+
+    /// Writes the first `count` codes and the quantizer into snapshot directory `dir`
+    /// and adds their CRCs to `files`; writes nothing before training.
+    pub fn write_snapshot(
+        &self,
+        dir: &Path,
+        count: usize,
+        files: &mut BTreeMap<String, u32>,
+    ) -> Result<()> {
+        let Some(c) = self.cur.read().clone() else {
+            return Ok(());
+        };
+        if c.recs.len() < count {
+            return Ok(());
+        }
+        files.insert(
+            CODES_FILE.to_string(),
+            c.recs.write_flat(&dir.join(CODES_FILE), count)?,
+        );
+        let meta = StoredQuantizer {
+            quantization: self.config,
+            distance: self.distance,
+            dim: self.dim,
+            stride: self.stride,
+            count,
+            trained_on: c.trained_on,
+            trained: c.trained.clone(),
+        };
+        let b =
+            serde_json::to_vec_pretty(&meta).map_err(|e| Error::InvalidConfig(e.to_string()))?;
+        files.insert(
+            QUANTIZER_FILE.to_string(),
+            crate::snapshot::write_synced(&dir.join(QUANTIZER_FILE), &b)?,
+        );
+        Ok(())
+    }
+
+    /// The directory the code files live under.
+    pub fn dir(&self) -> &Path {
+        &self.root
+    }
+}
+
+impl CodesView<'_> {
+    /// Vectors with a code in this view.
+    pub fn len(&self) -> usize {
+        self.codes.recs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Prepares `q` (already normalised for cosine) for `score`.
+    pub fn query(&self, q: &[f32]) -> QuantQuery {
+        match &self.codes.trained {
             Trained::Int8(sq) => {
                 let (lo, step) = (sq.lo(), sq.step());
-                Some(match self.distance {
+                match self.store.distance {
                     Distance::Euclid => {
                         let mut bias = 0.0;
                         let w = q
@@ -388,40 +549,39 @@ impl QuantStore {
                         w: q.iter().zip(step).map(|(&x, &s)| -x * s).collect(),
                         bias: -q.iter().zip(lo).map(|(&x, &l)| x * l).sum::<f32>(),
                     },
-                })
+                }
             }
-            Trained::Binary => Some(QuantQuery::Binary {
+            Trained::Binary => QuantQuery::Binary {
                 bits: binary_encode(q),
                 norm: q.iter().map(|x| x * x).sum::<f32>().sqrt(),
-            }),
+            },
         }
     }
 
-    #[inline]
-    fn corr(&self, rec: &[u8]) -> f32 {
-        rec.get(self.corr_at..self.corr_at + 4)
-            .map_or(0.0, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    /// Approximate internal distance of `q` to the vector at `off` (`off < len()`).
+    /// Approximate internal distance of `q` (from this view's `query`) to the vector
+    /// at `off` (`off < len()`).
     #[inline]
     pub fn score(&self, q: &QuantQuery, off: Offset) -> f32 {
-        let rec = self.codes.record(off);
-        if rec.len() < self.codes.stride() {
+        let s = self.store;
+        let rec = self.codes.recs.record(off);
+        if rec.len() < s.stride {
             return f32::INFINITY;
         }
+        let corr = f32::from_le_bytes([
+            rec[s.corr_at],
+            rec[s.corr_at + 1],
+            rec[s.corr_at + 2],
+            rec[s.corr_at + 3],
+        ]);
         match q {
-            QuantQuery::Int8 { w, bias } => {
-                bias + (self.dot_u8)(w, &rec[..self.code_bytes]) + self.corr(rec)
-            }
+            QuantQuery::Int8 { w, bias } => bias + (s.dot_u8)(w, &rec[..s.code_bytes]) + corr,
             QuantQuery::Binary { bits, norm } => {
-                let h = (self.hamming)(bits, &rec[..self.code_bytes]) as usize;
-                let c = self.cos[h.min(self.dim)];
-                let x = self.corr(rec);
-                match self.distance {
+                let h = (s.hamming)(bits, &rec[..s.code_bytes]) as usize;
+                let c = s.cos[h.min(s.dim)];
+                match s.distance {
                     Distance::Cosine => -c,
-                    Distance::Euclid => norm * norm + x * x - 2.0 * norm * x * c,
-                    _ => -norm * x * c,
+                    Distance::Euclid => norm * norm + corr * corr - 2.0 * norm * corr * c,
+                    _ => -norm * corr * c,
                 }
             }
         }
@@ -430,51 +590,7 @@ impl QuantStore {
     /// Starts loading the record of `off`.
     #[inline]
     pub fn prefetch(&self, off: Offset) {
-        let rec = self.codes.record(off);
+        let rec = self.codes.recs.record(off);
         prefetch_bytes(rec.as_ptr(), rec.len());
-    }
-
-    /// Writes the first `count` codes and the quantizer into snapshot directory `dir`
-    /// and adds their CRCs to `files`; writes nothing before training.
-    pub fn write_snapshot(
-        &self,
-        dir: &Path,
-        count: usize,
-        files: &mut BTreeMap<String, u32>,
-    ) -> Result<()> {
-        let Some(trained) = self.trained.get() else {
-            return Ok(());
-        };
-        if self.codes.len() < count {
-            return Ok(());
-        }
-        files.insert(
-            CODES_FILE.to_string(),
-            self.codes.write_flat(&dir.join(CODES_FILE), count)?,
-        );
-        let meta = StoredQuantizer {
-            quantization: self.config,
-            distance: self.distance,
-            dim: self.dim,
-            stride: self.codes.stride(),
-            count,
-            trained: trained.clone(),
-        };
-        let b =
-            serde_json::to_vec_pretty(&meta).map_err(|e| Error::InvalidConfig(e.to_string()))?;
-        files.insert(
-            QUANTIZER_FILE.to_string(),
-            crate::snapshot::write_synced(&dir.join(QUANTIZER_FILE), &b)?,
-        );
-        Ok(())
-    }
-
-    /// The record of `off` (tests compare codes across restarts).
-    pub fn record(&self, off: Offset) -> &[u8] {
-        self.codes.record(off)
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.codes.dir()
     }
 }
