@@ -10,6 +10,8 @@
 //! the collection is then reopened with each setting over the same `graph.bin`:
 //! `none` (the f32 path, whose cosine walk reads f16 copies in the graph
 //! records), `int8` and `binary` (codes rebuilt or loaded on open).
+//! `VF_BENCH_DISTANCE=dot` stores the unit vectors in a Dot collection (same
+//! ranking, but its f32 walk reads the f32 vectors instead of f16 copies).
 //! Env: VF_BENCH_EF (the sweep, default 32,64,128,256), VF_BENCH_REPS (best of,
 //! default 3), VF_BENCH_OVERSAMPLING (binary factors, default 2,3).
 
@@ -105,9 +107,15 @@ fn main() {
         .map(|q| exact_top(&base_n, &normalized(q), 10, |_| true))
         .collect();
 
+    // dot on the unit vectors ranks like cosine, but its f32 walk reads the f32
+    // vectors (cosine graphs walk f16 copies in their records)
+    let dist = match std::env::var("VF_BENCH_DISTANCE").as_deref() {
+        Ok("dot") => Distance::Dot,
+        _ => Distance::Cosine,
+    };
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let cfg = |q: Quantization| {
-        let mut c = CollectionConfig::new(dim, Distance::Cosine);
+        let mut c = CollectionConfig::new(dim, dist);
         c.sync = SyncPolicy::Interval { millis: 1000 };
         c.background_indexing = false;
         // every search walks the graph (no exact scan of small collections)
@@ -126,7 +134,7 @@ fn main() {
     let t = Instant::now();
     {
         let c = Collection::open(tmp.path(), cfg(int8)).unwrap_or_else(|e| panic!("{e}"));
-        for (n, chunk) in base.chunks(10_000).enumerate() {
+        for (n, chunk) in base_n.chunks(10_000).enumerate() {
             let pts = chunk
                 .iter()
                 .enumerate()
@@ -152,8 +160,9 @@ fn main() {
     let int8_overs: Vec<f64> = env_list("VF_BENCH_INT8_OVERSAMPLING", "1,2");
     let reps = env_usize("VF_BENCH_REPS", 3).max(1);
     println!(
-        "\n### vectorforge quantization: {name}, {} points, M=16, efConstruct=200\n",
-        base.len()
+        "\n### vectorforge quantization: {name}, {dist:?}, {} points, M=16, efConstruct=200, built in {:.0} s\n",
+        base.len(),
+        t.elapsed().as_secs_f64()
     );
     println!(
         "kernels: {} / codes {}; single-thread search, k=10, best of {reps} passes\n",

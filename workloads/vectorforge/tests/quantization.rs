@@ -347,6 +347,36 @@ fn deletes_and_reupserts_update_codes() {
                 .all(|p| !gone.contains(&p.id) && matches!(p.id, PointId::Num(i) if i % 2 == 0))
         );
     }
+    // a selective filter (about 100 matching points, under full_scan_threshold):
+    // the matching points are scanned on their codes, then rescored
+    let few = Filter::from_json(&json!({"must": [{"key": "i", "range": {"lt": 300}}]})).unwrap();
+    for q in data.iter().step_by(150) {
+        let mut fr = req(q, 10, 64);
+        fr.filter = Some(few.clone());
+        let r = c.search(&fr).unwrap();
+        let mut ex = fr.clone();
+        ex.exact = true;
+        let want = c.search(&ex).unwrap();
+        assert_eq!(r.len(), 10);
+        assert!(
+            r.iter()
+                .all(|p| matches!(p.id, PointId::Num(i) if i < 300) && !gone.contains(&p.id))
+        );
+        for p in &r {
+            assert_eq!(
+                p.score,
+                exact_score(Distance::Cosine, q, p.vector.as_ref().unwrap())
+            );
+        }
+        let overlap = r
+            .iter()
+            .filter(|p| want.iter().any(|w| w.id == p.id))
+            .count();
+        assert!(
+            overlap >= 8,
+            "filtered scan on codes: {overlap}/10 of the exact top 10"
+        );
+    }
     // compaction re-encodes the live vectors
     c.compact().unwrap();
     let info = c.info();
@@ -525,4 +555,47 @@ fn always_ram_and_global_range() {
         let c = Collection::open(tmp.path(), config(dim, Distance::Euclid, q)).unwrap();
         assert_eq!(c.info().quantized_vectors, 2000);
     }
+}
+
+/// Searches running while a writer upserts across the int8 training and retraining
+/// points (the codes swapped under them) always return valid, exactly scored results.
+#[test]
+fn searches_run_while_codes_are_trained_and_swapped() {
+    let dim = 16;
+    let data = uniform(6000, dim, 71);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(dim, Distance::Euclid, INT8);
+    cfg.background_indexing = true;
+    let c = Collection::open(tmp.path(), cfg).unwrap();
+    c.upsert(points(&data[..500], 0)).unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for from in (500..6000).step_by(250) {
+                c.upsert(points(&data[from..from + 250], from as u64))
+                    .unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
+        });
+        for t in 0..2 {
+            let (c, data, done) = (&c, &data, &done);
+            s.spawn(move || {
+                let mut i = t;
+                while !done.load(std::sync::atomic::Ordering::Acquire) || i < 200 {
+                    let q = &data[(i * 37) % 500];
+                    let r = c.search(&req(q, 5, 32)).unwrap();
+                    assert_eq!(r.len(), 5);
+                    assert_eq!(r[0].score, 0.0, "the query is a stored point");
+                    for p in &r {
+                        assert_eq!(
+                            p.score,
+                            exact_score(Distance::Euclid, q, p.vector.as_ref().unwrap())
+                        );
+                    }
+                    i += 2;
+                }
+            });
+        }
+    });
+    assert_eq!(c.info().quantized_vectors, 6000);
 }
