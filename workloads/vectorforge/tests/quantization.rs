@@ -495,6 +495,18 @@ fn quantization_config_serde_and_validation() {
     old.as_object_mut().unwrap().remove("quantization");
     let old: CollectionConfig = serde_json::from_value(old).unwrap();
     assert_eq!(old.quantization, Quantization::None);
+    let p: QuantizationSearchParams =
+        serde_json::from_value(json!({"rescore": false, "oversampling": 2.5})).unwrap();
+    assert_eq!(
+        p,
+        QuantizationSearchParams {
+            ignore: false,
+            rescore: Some(false),
+            oversampling: Some(2.5)
+        }
+    );
+    let p: QuantizationSearchParams = serde_json::from_value(json!({})).unwrap();
+    assert_eq!(p, QuantizationSearchParams::default());
     let b: Quantization = serde_json::from_value(json!({"binary": {}})).unwrap();
     assert_eq!(b, BINARY);
     assert!(config(4, Distance::Manhattan, BINARY).validate().is_err());
@@ -516,6 +528,21 @@ fn quantization_config_serde_and_validation() {
         },
     );
     assert!(matches!(e, Err(Error::InvalidConfig(_))));
+    // a huge factor is capped at the number of stored vectors (binary: coded at once)
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Collection::open(tmp.path(), config(4, Distance::Dot, BINARY)).unwrap();
+    c.upsert(points(&uniform(50, 4, 9), 0)).unwrap();
+    assert_eq!(c.info().quantized_vectors, 50);
+    let r = c
+        .search_with(
+            &req(&[1.0, 0.0, 0.0, 0.0], 3, 8),
+            &QuantizationSearchParams {
+                oversampling: Some(1e300),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(r.len(), 3);
 }
 
 /// `always_ram` codes (anonymous memory) and the global-range variant search the same way.

@@ -6,6 +6,11 @@
 //!    the graph, where non-matching points route but are never returned;
 //! 4. score the not-yet-indexed tail exactly, merge, apply offset / limit /
 //!    threshold, attach payloads and vectors.
+//!
+//! With quantized codes (and neither `exact` nor `quantization.ignore`), steps 3
+//! and 4 score codes instead of vectors and keep `ceil(k × oversampling)`
+//! candidates, which are then rescored with the f32 vectors (unless `rescore` is
+//! false), so the scores returned are exact.
 
 use std::collections::{BinaryHeap, HashSet};
 use std::sync::atomic::Ordering;
@@ -26,8 +31,10 @@ use crate::distance::DistFn;
 use crate::storage::{MmapVectors, VectorSource};
 use crate::types::{Distance, Offset, PointId, Record, ScoredPoint};
 
-/// Qdrant's `params.quantization` of a search.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// Qdrant's `params.quantization` of a search; deserializes from its JSON
+/// (`{"ignore": false, "rescore": true, "oversampling": 2.0}`, every key optional).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct QuantizationSearchParams {
     /// Search the f32 vectors even though the collection has codes.
     pub ignore: bool,
@@ -257,8 +264,9 @@ impl Collection {
             let over = params
                 .oversampling
                 .unwrap_or_else(|| self.config.quantization.default_oversampling());
+            // never more candidates than stored vectors (a huge factor must not allocate)
             let kk = if rescore {
-                ((k as f64 * over).ceil() as usize).max(k)
+                ((k as f64 * over).ceil() as usize).clamp(k, n.max(k))
             } else {
                 k
             };
