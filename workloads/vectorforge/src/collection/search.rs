@@ -241,7 +241,10 @@ impl Collection {
         let core = self.shared.core.read();
         let st = core.state.read();
         let cand = candidates(&st, req.filter.as_ref());
-        let n = core.vectors.len();
+        // an upsert appends vectors (and codes) before it publishes the points in the
+        // state, and the indexer may already have linked them: only offsets the
+        // state knows are candidates
+        let n = core.vectors.len().min(st.ids.len());
         let indexed = core.indexed.load(Ordering::Acquire).min(n);
         let matching = cand.estimate(&st);
         let dist = self.dist();

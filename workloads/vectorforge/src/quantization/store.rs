@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
+use rayon::prelude::*;
 
 use serde::{Deserialize, Serialize};
 
@@ -346,19 +347,37 @@ impl QuantStore {
         Ok(())
     }
 
+    /// Encodes vectors `codes.len()..n` and appends them: in parallel blocks for
+    /// many (a (re)training encodes every stored vector), inline for a few.
     fn encode_range<V: VectorSource>(&self, codes: &Codes, vecs: &V, n: usize) -> Result<()> {
-        let have = codes.recs.len();
-        if have >= n {
-            return Ok(());
-        }
-        let mut err = None;
-        codes.recs.append_with(n - have, |i, rec| {
-            if let Err(e) = self.encode_into(&codes.trained, vecs.vector((have + i) as Offset), rec)
-            {
-                err.get_or_insert(e);
+        const BLOCK: usize = 1 << 14;
+        let mut have = codes.recs.len();
+        while have < n {
+            let m = (n - have).min(BLOCK);
+            if m < 256 {
+                let mut err = None;
+                codes.recs.append_with(m, |i, rec| {
+                    if let Err(e) =
+                        self.encode_into(&codes.trained, vecs.vector((have + i) as Offset), rec)
+                    {
+                        err.get_or_insert(e);
+                    }
+                })?;
+                err.map_or(Ok(()), Err)?;
+            } else {
+                let mut buf = vec![0u8; m * self.stride];
+                buf.par_chunks_mut(self.stride)
+                    .enumerate()
+                    .try_for_each(|(i, rec)| {
+                        self.encode_into(&codes.trained, vecs.vector((have + i) as Offset), rec)
+                    })?;
+                codes.recs.append_with(m, |i, rec| {
+                    rec.copy_from_slice(&buf[i * self.stride..(i + 1) * self.stride]);
+                })?;
             }
-        })?;
-        err.map_or(Ok(()), Err)
+            have += m;
+        }
+        Ok(())
     }
 
     fn train<V: VectorSource>(&self, vecs: &V, n: usize) -> Result<Trained> {
