@@ -10,7 +10,7 @@ GLOVE_NPY      := $(GLOVE_DIR)/glove_6B_50d_emb.npy
 VF_GLOVE_BASE  ?= 100000
 VF_SOAK_ROUNDS ?= 1000
 
-.PHONY: glove-data test-vectorforge soak-vectorforge bench-ann bench-ingest
+.PHONY: glove-data test-vectorforge soak-vectorforge bench-ann bench-ingest bench-quant
 
 $(GLOVE_NPY):
 	mkdir -p $(CACHE_DIR)/data/dl $(GLOVE_DIR)
@@ -36,5 +36,9 @@ bench-ann: $(GLOVE_NPY) venv-bench ## vectorforge vs faiss/hnswlib/usearch on Gl
 bench-ingest: $(GLOVE_NPY) ## vectorforge durable ingest points/s: sync always (1 and 16 writers, group commit) and interval
 	VECTORFORGE_GLOVE=$(GLOVE_NPY) $(VF_CARGO) bench -p vectorforge --bench ingest
 
+bench-quant: $(GLOVE_NPY) ## vectorforge f32 vs int8 vs binary codes (+ rescoring) on GloVe: recall@10, QPS, bytes per point
+	VECTORFORGE_GLOVE=$(GLOVE_NPY) $(VF_CARGO) bench -p vectorforge --bench quant
+	VECTORFORGE_GLOVE=$(GLOVE_NPY) VF_BENCH_DISTANCE=dot $(VF_CARGO) bench -p vectorforge --bench quant
+
 TEST_TARGETS  += test-vectorforge
-BENCH_TARGETS += bench-ann bench-ingest
+BENCH_TARGETS += bench-ann bench-ingest bench-quant

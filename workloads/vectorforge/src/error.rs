@@ -69,6 +69,8 @@ pub enum Error {
     Recovery(String),
     #[error("corrupted record: {0}")]
     Decode(String),
+    #[error("quantization: {0}")]
+    Quantization(#[from] crate::quantization::QuantError),
     #[error("the collection is closed after an earlier write failure: {0}")]
     Poisoned(String),
 }

@@ -23,7 +23,8 @@ pub use error::{Error, Result};
 pub use types::*;
 
 pub use collection::{
-    Applied, Collection, CollectionInfo, ScrollRequest, ScrollResult, SearchRequest,
+    Applied, Collection, CollectionInfo, QuantizationSearchParams, ScrollRequest, ScrollResult,
+    SearchRequest,
 };
 pub use filter::Filter;
 pub use ops::Operation;

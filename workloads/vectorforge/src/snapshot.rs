@@ -4,6 +4,9 @@
 //! `meta.json` with a CRC32C per file. Written atomically: into a `.tmp`
 //! directory, every file fsynced, renamed into place, parent directory fsynced.
 //! The payload index bitmaps are rebuilt from the payloads when loading.
+//! Quantized collections add `codes.bin` and `quantizer.json` (optional: a load
+//! that finds them missing, damaged or made with other settings re-encodes the
+//! vectors instead of skipping the snapshot).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -18,6 +21,7 @@ use crate::hnsw::Hnsw;
 use crate::ops::Cursor;
 use crate::payload::PayloadStore;
 use crate::payload::index::{PayloadIndex, PayloadSchemaType};
+use crate::quantization::QuantStore;
 use crate::storage::MmapVectors;
 use crate::types::{Distance, Offset, Payload, PointId};
 use crate::wal::fsync_dir;
@@ -58,20 +62,22 @@ pub struct SnapshotParts<'a> {
     pub indexed: usize,
     pub index_schema: Vec<(String, PayloadSchemaType)>,
     pub payload_index: &'a PayloadIndex,
+    /// Quantized codes (`codes.bin` + `quantizer.json`, once trained).
+    pub quant: Option<&'a QuantStore>,
 }
 
 pub fn dir_name(seq: u64) -> String {
     format!("snapshot-{seq:020}")
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<u32> {
+pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<u32> {
     let mut f = File::create(path).at(path)?;
     f.write_all(bytes).at(path)?;
     f.sync_all().at(path)?;
     Ok(crc32c::crc32c(bytes))
 }
 
-fn file_crc(path: &Path) -> Result<u32> {
+pub(crate) fn file_crc(path: &Path) -> Result<u32> {
     let mut r = BufReader::with_capacity(1 << 20, File::open(path).at(path)?);
     let mut buf = vec![0u8; 1 << 20];
     let mut crc = 0;
@@ -137,6 +143,10 @@ pub fn write(root: &Path, p: &SnapshotParts<'_>) -> Result<PathBuf> {
 
     p.graph.save(&tmp.join(GRAPH), p.indexed)?;
     files.insert(GRAPH.to_string(), file_crc(&tmp.join(GRAPH))?);
+
+    if let Some(q) = p.quant {
+        q.write_snapshot(&tmp, count, &mut files)?;
+    }
 
     let meta = SnapshotMeta {
         version: 1,

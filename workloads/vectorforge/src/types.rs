@@ -87,7 +87,64 @@ pub struct CollectionConfig {
     /// Build the graph on a background thread (true) or only when `wait_indexed`/`build_index` is called.
     #[serde(default = "default_true")]
     pub background_indexing: bool,
+    /// Compressed codes kept beside the vectors and searched first (None: f32 only).
+    /// Collections stored before this setting existed open as `None`.
+    #[serde(default)]
+    pub quantization: Quantization,
 }
+
+/// Quantized codes of a collection (Qdrant's `quantization_config`). Searches walk the
+/// graph on the codes and rescore the best `limit × oversampling` with the f32 vectors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantization {
+    #[default]
+    None,
+    /// One byte per dimension: `code = round((x - lo) / step)`, `lo`/`step` per
+    /// dimension (or one range for all with `global_range`), trained on the central
+    /// `quantile` share of the values (None: min/max, as Qdrant).
+    Int8 {
+        #[serde(default)]
+        quantile: Option<f32>,
+        /// Keep the codes in anonymous memory instead of memory-mapped files.
+        #[serde(default)]
+        always_ram: bool,
+        #[serde(default)]
+        global_range: bool,
+    },
+    /// One bit per dimension (its sign), compared by Hamming distance.
+    Binary {
+        #[serde(default)]
+        always_ram: bool,
+    },
+}
+
+impl Quantization {
+    pub fn is_none(&self) -> bool {
+        matches!(self, Quantization::None)
+    }
+
+    /// Default `limit × oversampling` factor of a search on these codes.
+    pub fn default_oversampling(&self) -> f64 {
+        match self {
+            Quantization::None | Quantization::Int8 { .. } => 1.0,
+            Quantization::Binary { .. } => BINARY_OVERSAMPLING,
+        }
+    }
+
+    pub fn always_ram(&self) -> bool {
+        match self {
+            Quantization::None => false,
+            Quantization::Int8 { always_ram, .. } | Quantization::Binary { always_ram } => {
+                *always_ram
+            }
+        }
+    }
+}
+
+/// Binary codes keep one bit of each 32: candidates are ranked coarsely, so a search
+/// rescores three times `limit` by default (Qdrant's documentation suggests 2-3).
+pub const BINARY_OVERSAMPLING: f64 = 3.0;
 
 fn default_sync() -> SyncPolicy {
     SyncPolicy::Always
@@ -108,6 +165,7 @@ impl CollectionConfig {
             sync: SyncPolicy::Always,
             wal_segment_bytes: default_segment_bytes(),
             background_indexing: true,
+            quantization: Quantization::None,
         }
     }
 
@@ -125,6 +183,23 @@ impl CollectionConfig {
             return Err(Error::InvalidConfig(
                 "hnsw.ef and hnsw.ef_construct must be positive".into(),
             ));
+        }
+        match self.quantization {
+            Quantization::None => {}
+            _ if self.distance == Distance::Manhattan => {
+                return Err(Error::InvalidConfig(
+                    "quantization supports the Cosine, Dot and Euclid distances, not Manhattan"
+                        .into(),
+                ));
+            }
+            Quantization::Int8 {
+                quantile: Some(q), ..
+            } if !(0.5..=1.0).contains(&q) => {
+                return Err(Error::InvalidConfig(format!(
+                    "quantization.int8.quantile = {q} must lie in [0.5, 1]"
+                )));
+            }
+            _ => {}
         }
         if self.wal_segment_bytes < 4096 {
             return Err(Error::InvalidConfig(

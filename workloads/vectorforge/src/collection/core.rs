@@ -15,6 +15,7 @@ use crate::hnsw::Hnsw;
 use crate::ops::Operation;
 use crate::payload::index::PayloadIndex;
 use crate::payload::{PayloadStore, merge};
+use crate::quantization::QuantStore;
 use crate::storage::{MmapVectors, VectorSource};
 use crate::types::{Offset, Payload, PointId};
 
@@ -50,6 +51,8 @@ impl State {
 
 pub(crate) struct Core {
     pub vectors: MmapVectors,
+    /// Quantized codes of the vectors (same offsets), when the collection has them.
+    pub quant: Option<QuantStore>,
     pub graph: Hnsw,
     /// Offsets below this are in the graph.
     pub indexed: AtomicUsize,
@@ -98,6 +101,9 @@ impl Core {
             Operation::Upsert(points) => {
                 let refs: Vec<&[f32]> = points.iter().map(|p| p.vector.as_slice()).collect();
                 let first = self.vectors.append(&refs)?;
+                if let Some(q) = &self.quant {
+                    q.sync(&self.vectors)?;
+                }
                 let mut st = self.state.write();
                 for (i, p) in points.iter().enumerate() {
                     let off = first + i as Offset;

@@ -7,7 +7,7 @@
 mod core;
 mod search;
 
-pub use search::{ScrollRequest, ScrollResult, SearchRequest};
+pub use search::{QuantizationSearchParams, ScrollRequest, ScrollResult, SearchRequest};
 
 use std::collections::HashSet;
 use std::fs;
@@ -26,6 +26,7 @@ use crate::ops::Operation;
 use crate::payload::PayloadStore;
 use crate::payload::index::{PayloadIndex, PayloadSchemaType};
 use crate::payload::path::KeyPath;
+use crate::quantization::QuantStore;
 use crate::snapshot::{self, SnapshotParts};
 use crate::storage::{MmapVectors, VectorSource};
 use crate::types::{CollectionConfig, Distance, Payload, PointId, PointStruct, Record};
@@ -59,6 +60,15 @@ pub struct CollectionInfo {
     pub indexed_vectors: usize,
     pub last_seq: u64,
     pub indexed_fields: Vec<(String, PayloadSchemaType)>,
+    /// Bytes of the f32 vectors stored (deleted ones included).
+    pub vector_bytes: usize,
+    /// Vectors with a quantized code (0 without quantization or before training).
+    pub quantized_vectors: usize,
+    /// Bytes of the quantized codes (what a search walks instead of the vectors).
+    pub quantized_bytes: usize,
+    /// Bytes of the graph's layer-0 records (links, plus f16 copies in cosine
+    /// collections without quantization).
+    pub graph_bytes: usize,
 }
 
 pub struct Collection {
@@ -76,6 +86,10 @@ pub struct Collection {
 
 fn live_dir(dir: &Path, generation: usize) -> PathBuf {
     dir.join("live").join(format!("vectors-{generation}"))
+}
+
+fn live_codes_dir(dir: &Path, generation: usize) -> PathBuf {
+    dir.join("live").join(format!("codes-{generation}"))
 }
 
 impl Collection {
@@ -211,15 +225,24 @@ impl Collection {
             };
             st.payloads = payloads;
             st.index = index;
-            let (graph, _) = Hnsw::load(
+            let (graph, _) = Hnsw::load_with_f16(
                 &sdir.join(snapshot::GRAPH),
                 config.hnsw.ef_construct,
                 config.distance,
+                &vectors,
+                config.quantization.is_none(),
+            )?;
+            let quant = QuantStore::open(
+                config.quantization,
+                config.distance,
+                &live_codes_dir(dir, 0),
+                Some((&sdir, &meta.files)),
                 &vectors,
             )?;
             tracing::info!(snapshot = %sdir.display(), points = st.live.len(), "loaded snapshot");
             let core = Core {
                 vectors,
+                quant,
                 graph,
                 indexed: AtomicUsize::new(meta.indexed),
                 index_lock: Mutex::new(()),
@@ -227,13 +250,23 @@ impl Collection {
             };
             return Ok((core, seq));
         }
+        let vectors = MmapVectors::create(&vdir, config.dim)?;
+        let quant = QuantStore::open(
+            config.quantization,
+            config.distance,
+            &live_codes_dir(dir, 0),
+            None,
+            &vectors,
+        )?;
         let core = Core {
-            vectors: MmapVectors::create(&vdir, config.dim)?,
-            graph: Hnsw::new(
+            vectors,
+            quant,
+            graph: Hnsw::with_f16(
                 config.hnsw.m,
                 config.hnsw.ef_construct,
                 config.distance,
                 config.dim,
+                config.quantization.is_none(),
             ),
             indexed: AtomicUsize::new(0),
             index_lock: Mutex::new(()),
@@ -431,6 +464,10 @@ impl Collection {
             indexed_vectors: core.indexed.load(Ordering::Acquire).min(core.vectors.len()),
             last_seq: *self.applied.lock(),
             indexed_fields: st.index.schema(),
+            vector_bytes: core.vectors.len() * self.config.dim * 4,
+            quantized_vectors: core.quant.as_ref().map_or(0, QuantStore::len),
+            quantized_bytes: core.quant.as_ref().map_or(0, QuantStore::bytes),
+            graph_bytes: core.graph.layer0_bytes(),
         }
     }
 
@@ -449,6 +486,15 @@ impl Collection {
                 })
             })
             .collect()
+    }
+
+    /// The quantized code record of a live point (code bytes, then its f32
+    /// correction), or None without codes; for checks and tools.
+    pub fn quantized_code(&self, id: &PointId) -> Option<Vec<u8>> {
+        let core = self.shared.core.read();
+        let st = core.state.read();
+        let off = *st.offsets.get(id)?;
+        core.quant.as_ref()?.record(off)
     }
 
     /// Writes a snapshot of the current state; returns its sequence number. Older
@@ -477,6 +523,7 @@ impl Collection {
                 indexed: core.indexed.load(Ordering::Acquire).min(st.ids.len()),
                 index_schema: st.index.schema(),
                 payload_index: &st.index,
+                quant: core.quant.as_ref(),
             },
         )?;
         drop(st);
@@ -542,8 +589,17 @@ impl Collection {
                 index.create(&key, kind, payloads.iter().map(|(o, p)| (*o, p)))?;
             }
             let graph = core.graph.compact(&graph_remap, &vectors);
+            // the ranges are retrained on the live vectors
+            let quant = QuantStore::open(
+                self.config.quantization,
+                self.config.distance,
+                &live_codes_dir(&self.dir, gen_),
+                None,
+                &vectors,
+            )?;
             Core {
                 vectors,
+                quant,
                 graph,
                 indexed: AtomicUsize::new(new_indexed),
                 index_lock: Mutex::new(()),
@@ -552,10 +608,18 @@ impl Collection {
         };
         drop(_ix);
         let old = std::mem::replace(&mut *core, new_core);
-        let old_dir = old.vectors.dir().to_path_buf();
+        let mut old_dirs = vec![old.vectors.dir().to_path_buf()];
+        old_dirs.extend(
+            old.quant
+                .as_ref()
+                .filter(|q| !q.config().always_ram())
+                .map(|q| q.dir().to_path_buf()),
+        );
         drop(old);
-        if let Err(e) = fs::remove_dir_all(&old_dir) {
-            tracing::warn!(dir = %old_dir.display(), error = %e, "could not remove old vector files");
+        for old_dir in old_dirs {
+            if let Err(e) = fs::remove_dir_all(&old_dir) {
+                tracing::warn!(dir = %old_dir.display(), error = %e, "could not remove old vector files");
+            }
         }
         self.snapshot_locked(*applied, &core)?;
         tracing::info!(reclaimed, "compaction done");

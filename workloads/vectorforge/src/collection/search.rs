@@ -6,6 +6,11 @@
 //!    the graph, where non-matching points route but are never returned;
 //! 4. score the not-yet-indexed tail exactly, merge, apply offset / limit /
 //!    threshold, attach payloads and vectors.
+//!
+//! With quantized codes (and neither `exact` nor `quantization.ignore`), steps 3
+//! and 4 score codes instead of vectors and keep `ceil(k × oversampling)`
+//! candidates, which are then rescored with the f32 vectors (unless `rescore` is
+//! false), so the scores returned are exact.
 
 use std::collections::{BinaryHeap, HashSet};
 use std::sync::atomic::Ordering;
@@ -17,12 +22,58 @@ use super::core::{Core, State};
 use crate::distance;
 use crate::error::{Error, Result};
 use crate::filter::{Filter, FilterContext, check};
-use crate::hnsw::{Scored, prefetch};
+use crate::hnsw::{Scored, WalkScorer, prefetch};
+use crate::quantization::{CodesView, QuantQuery};
 
 /// How many points ahead an exact scan starts loading vectors.
 const PREFETCH_AHEAD: usize = 8;
-use crate::storage::VectorSource;
+use crate::distance::DistFn;
+use crate::storage::{MmapVectors, VectorSource};
 use crate::types::{Distance, Offset, PointId, Record, ScoredPoint};
+
+/// Qdrant's `params.quantization` of a search; deserializes from its JSON
+/// (`{"ignore": false, "rescore": true, "oversampling": 2.0}`, every key optional).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct QuantizationSearchParams {
+    /// Search the f32 vectors even though the collection has codes.
+    pub ignore: bool,
+    /// Rescore the candidates found on the codes with the f32 vectors (default true);
+    /// false returns the codes' approximate scores.
+    pub rescore: Option<bool>,
+    /// The walk keeps `ceil(limit × oversampling)` candidates for rescoring (default
+    /// 1.0 for int8, `BINARY_OVERSAMPLING` = 3.0 for binary); at least 1.
+    pub oversampling: Option<f64>,
+}
+
+/// Scores nodes on their codes (the vectors of the few not coded yet exactly).
+struct CodeScorer<'a> {
+    qs: &'a CodesView<'a>,
+    qq: &'a QuantQuery,
+    coded: usize,
+    vecs: &'a MmapVectors,
+    q: &'a [f32],
+    dist: DistFn,
+}
+
+impl WalkScorer for CodeScorer<'_> {
+    #[inline]
+    fn score(&self, node: u32) -> f32 {
+        if (node as usize) < self.coded {
+            self.qs.score(self.qq, node)
+        } else {
+            (self.dist)(self.q, self.vecs.vector(node))
+        }
+    }
+    #[inline]
+    fn prefetch(&self, node: u32) {
+        if (node as usize) < self.coded {
+            self.qs.prefetch(node);
+        } else {
+            prefetch(self.vecs.vector(node));
+        }
+    }
+}
 
 /// A search as Qdrant's `/points/search` describes it.
 #[derive(Clone, Debug, Default)]
@@ -161,8 +212,28 @@ impl Collection {
         Ok(q)
     }
 
+    /// Searches with the default quantization parameters: on the codes when the
+    /// collection has them (rescored with the f32 vectors), else on the vectors.
     pub fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
+        self.search_with(req, &QuantizationSearchParams::default())
+    }
+
+    /// Searches with Qdrant's `params.quantization` (`ignore`, `rescore`,
+    /// `oversampling`). A collection without codes (no quantization, or int8 before
+    /// its ranges are trained) and `exact` searches use the f32 vectors.
+    pub fn search_with(
+        &self,
+        req: &SearchRequest,
+        params: &QuantizationSearchParams,
+    ) -> Result<Vec<ScoredPoint>> {
         let q = self.prepare_query(&req.vector)?;
+        if let Some(o) = params.oversampling
+            && !(o.is_finite() && o >= 1.0)
+        {
+            return Err(Error::InvalidConfig(format!(
+                "quantization.oversampling = {o} must be a number >= 1"
+            )));
+        }
         let k = req.limit.saturating_add(req.offset);
         if k == 0 {
             return Ok(Vec::new());
@@ -170,53 +241,117 @@ impl Collection {
         let core = self.shared.core.read();
         let st = core.state.read();
         let cand = candidates(&st, req.filter.as_ref());
-        let n = core.vectors.len();
+        // an upsert appends vectors (and codes) before it publishes the points in the
+        // state, and the indexer may already have linked them: only offsets the
+        // state knows are candidates
+        let n = core.vectors.len().min(st.ids.len());
         let indexed = core.indexed.load(Ordering::Acquire).min(n);
         let matching = cand.estimate(&st);
         let dist = self.dist();
+        let scan = req.exact || matching <= self.config.hnsw.full_scan_threshold || indexed == 0;
+        let ef = || {
+            let ef = req.ef.unwrap_or(self.config.hnsw.ef).max(k);
+            // a selective filter leaves fewer accepted points per visited node: widen the beam
+            let live = st.live.len().max(1) as f64;
+            let boost = (live / matching.max(1) as f64).sqrt().clamp(1.0, 2.0);
+            (ef as f64 * boost) as usize
+        };
+        let codes = match core.quant.as_ref() {
+            Some(qs) if !req.exact && !params.ignore => qs.view(),
+            _ => None,
+        };
 
-        let mut found: Vec<Scored> =
-            if req.exact || matching <= self.config.hnsw.full_scan_threshold || indexed == 0 {
-                // Matching points lie scattered over storage: gather their offsets, then
-                // score them with the vectors a few points ahead already being loaded.
+        let mut found: Vec<Scored> = if let Some(qs) = codes {
+            let qq = qs.query(&q);
+            let rescore = params.rescore.unwrap_or(true);
+            let over = params
+                .oversampling
+                .unwrap_or_else(|| self.config.quantization.default_oversampling());
+            // never more candidates than stored vectors (a huge factor must not allocate)
+            let kk = if rescore {
+                ((k as f64 * over).ceil() as usize).clamp(k, n.max(k))
+            } else {
+                k
+            };
+            let scorer = CodeScorer {
+                qs: &qs,
+                qq: &qq,
+                coded: qs.len(),
+                vecs: &core.vectors,
+                q: &q,
+                dist,
+            };
+            let mut heap = BinaryHeap::with_capacity(kk + 1);
+            if scan {
                 let offs: Vec<Offset> = cand
                     .set(&st)
                     .iter()
                     .filter(|&off| cand.exact || cand.accepts(&st, off))
                     .collect();
-                let mut heap = BinaryHeap::with_capacity(k + 1);
                 for (i, &off) in offs.iter().enumerate() {
                     if let Some(&ahead) = offs.get(i + PREFETCH_AHEAD) {
-                        prefetch(core.vectors.vector(ahead));
+                        scorer.prefetch(ahead);
                     }
+                    push_top(&mut heap, kk, Scored(scorer.score(off), off));
+                }
+            } else {
+                let mut v = core.graph.search_with(n, &scorer, ef().max(kk), kk, |o| {
+                    (o as usize) < indexed && cand.accepts(&st, o)
+                });
+                v.truncate(kk);
+                heap.extend(v);
+                for off in cand.set(&st).range(indexed as u32..) {
+                    if cand.accepts(&st, off) {
+                        push_top(&mut heap, kk, Scored(scorer.score(off), off));
+                    }
+                }
+            }
+            let mut v = heap.into_vec();
+            if rescore {
+                for s in &v {
+                    prefetch(core.vectors.vector(s.1));
+                }
+                for s in v.iter_mut() {
+                    s.0 = dist(&q, core.vectors.vector(s.1));
+                }
+            }
+            v
+        } else if scan {
+            // Matching points lie scattered over storage: gather their offsets, then
+            // score them with the vectors a few points ahead already being loaded.
+            let offs: Vec<Offset> = cand
+                .set(&st)
+                .iter()
+                .filter(|&off| cand.exact || cand.accepts(&st, off))
+                .collect();
+            let mut heap = BinaryHeap::with_capacity(k + 1);
+            for (i, &off) in offs.iter().enumerate() {
+                if let Some(&ahead) = offs.get(i + PREFETCH_AHEAD) {
+                    prefetch(core.vectors.vector(ahead));
+                }
+                push_top(
+                    &mut heap,
+                    k,
+                    Scored(dist(&q, core.vectors.vector(off)), off),
+                );
+            }
+            heap.into_vec()
+        } else {
+            let mut v = core.graph.search(&core.vectors, &q, k, ef(), |o| {
+                (o as usize) < indexed && cand.accepts(&st, o)
+            });
+            let mut heap: BinaryHeap<Scored> = v.drain(..).collect();
+            for off in cand.set(&st).range(indexed as u32..) {
+                if cand.accepts(&st, off) {
                     push_top(
                         &mut heap,
                         k,
                         Scored(dist(&q, core.vectors.vector(off)), off),
                     );
                 }
-                heap.into_vec()
-            } else {
-                let ef = req.ef.unwrap_or(self.config.hnsw.ef).max(k);
-                // a selective filter leaves fewer accepted points per visited node: widen the beam
-                let live = st.live.len().max(1) as f64;
-                let boost = (live / matching.max(1) as f64).sqrt().clamp(1.0, 2.0);
-                let ef = (ef as f64 * boost) as usize;
-                let mut v = core.graph.search(&core.vectors, &q, k, ef, |o| {
-                    (o as usize) < indexed && cand.accepts(&st, o)
-                });
-                let mut heap: BinaryHeap<Scored> = v.drain(..).collect();
-                for off in cand.set(&st).range(indexed as u32..) {
-                    if cand.accepts(&st, off) {
-                        push_top(
-                            &mut heap,
-                            k,
-                            Scored(dist(&q, core.vectors.vector(off)), off),
-                        );
-                    }
-                }
-                heap.into_vec()
-            };
+            }
+            heap.into_vec()
+        };
         found.sort_unstable();
         let d = self.config.distance;
         let out = found

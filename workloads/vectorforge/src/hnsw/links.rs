@@ -74,6 +74,11 @@ impl Links {
     }
 
     /// Length of a record's code (0 when records hold no vector copy).
+    /// Bytes per layer-0 record.
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
     pub fn code_len(&self) -> usize {
         self.code_len
     }

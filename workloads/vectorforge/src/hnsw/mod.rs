@@ -10,7 +10,9 @@ mod persist;
 mod search;
 
 pub use persist::NONE;
-pub use search::{Scored, prefetch};
+pub use search::{Scored, WalkScorer, prefetch, prefetch_bytes};
+
+use search::GraphScorer;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -47,8 +49,24 @@ impl Hnsw {
     /// components within f16 range) keep f16 codes of the vectors in their
     /// layer-0 records; the others read vectors from storage.
     pub fn new(m: usize, ef_construct: usize, distance: Distance, dim: usize) -> Self {
+        Self::with_f16(m, ef_construct, distance, dim, true)
+    }
+
+    /// Like `new`; `f16 = false` leaves the f16 copies out of cosine graphs (a
+    /// quantized collection walks its own codes, so they would only cost memory).
+    pub fn with_f16(
+        m: usize,
+        ef_construct: usize,
+        distance: Distance,
+        dim: usize,
+        f16: bool,
+    ) -> Self {
         let m = m.max(2);
-        let code_dim = if distance == Distance::Cosine { dim } else { 0 };
+        let code_dim = if f16 && distance == Distance::Cosine {
+            dim
+        } else {
+            0
+        };
         let kernels = distance::best();
         Hnsw {
             links: Links::new(m, code_dim),
@@ -111,13 +129,18 @@ impl Hnsw {
             }
         };
         let q = self.query(v);
-        let mut cur = Scored(self.approx(vecs, &q, ep), ep);
+        let sc = GraphScorer {
+            g: self,
+            vecs,
+            q: &q,
+        };
+        let mut cur = Scored(sc.score(ep), ep);
         for lc in (level.saturating_add(1)..=top).rev() {
-            cur = self.greedy(vecs, &q, cur, lc);
+            cur = self.greedy(&sc, cur, lc);
         }
         let mut eps = vec![cur];
         for lc in (0..=level.min(top)).rev() {
-            let mut w = self.search_layer(vecs, &q, &eps, self.ef_construct, lc, |_| true);
+            let mut w = self.search_layer(vecs.len(), &sc, &eps, self.ef_construct, lc, |_| true);
             w.retain(|s| s.1 != node);
             if self.lossy() {
                 // the neighbour selection works on exact distances
@@ -202,16 +225,53 @@ impl Hnsw {
             return Vec::new();
         };
         let query = self.query(q);
-        let mut cur = Scored(self.approx(vecs, &query, ep), ep);
+        let sc = GraphScorer {
+            g: self,
+            vecs,
+            q: &query,
+        };
+        let mut cur = Scored(sc.score(ep), ep);
         for lc in (1..=top).rev() {
-            cur = self.greedy(vecs, &query, cur, lc);
+            cur = self.greedy(&sc, cur, lc);
         }
-        let mut r = self.search_layer(vecs, &query, &[cur], ef.max(k), 0, accept);
+        let mut r = self.search_layer(vecs.len(), &sc, &[cur], ef.max(k), 0, accept);
         if self.lossy() {
             self.rescore(vecs, q, &mut r, rescore_len(k));
         }
         r.truncate(k);
         r
+    }
+
+    /// Like `search`, but every distance comes from `scorer` (e.g. quantized codes) and
+    /// nothing is rescored: up to `max(ef, k)` accepted nodes among ids `0..n`, sorted
+    /// by the scorer's distance.
+    pub fn search_with<S: WalkScorer, F: Fn(u32) -> bool>(
+        &self,
+        n: usize,
+        scorer: &S,
+        ef: usize,
+        k: usize,
+        accept: F,
+    ) -> Vec<Scored> {
+        let entry = *self.entry.read();
+        let Some((ep, top)) = entry else {
+            return Vec::new();
+        };
+        let mut cur = Scored(scorer.score(ep), ep);
+        for lc in (1..=top).rev() {
+            cur = self.greedy(scorer, cur, lc);
+        }
+        self.search_layer(n, scorer, &[cur], ef.max(k), 0, accept)
+    }
+
+    /// True when the graph's records hold f16 copies of the vectors.
+    pub fn has_f16_codes(&self) -> bool {
+        self.lossy()
+    }
+
+    /// Bytes of the layer-0 records (links and f16 codes) of the nodes inserted.
+    pub fn layer0_bytes(&self) -> usize {
+        self.inserted() * self.links.stride()
     }
 }
 

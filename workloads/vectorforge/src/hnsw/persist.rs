@@ -58,6 +58,17 @@ impl Hnsw {
         distance: Distance,
         vecs: &V,
     ) -> Result<(Hnsw, usize)> {
+        Self::load_with_f16(path, ef_construct, distance, vecs, true)
+    }
+
+    /// Like `load`; `f16` as in [`Hnsw::with_f16`].
+    pub fn load_with_f16<V: VectorSource>(
+        path: &Path,
+        ef_construct: usize,
+        distance: Distance,
+        vecs: &V,
+        f16: bool,
+    ) -> Result<(Hnsw, usize)> {
         let bad = |reason: &str| Error::SnapshotInvalid {
             path: path.to_path_buf(),
             reason: reason.to_string(),
@@ -83,7 +94,7 @@ impl Hnsw {
                 vecs.len()
             )));
         }
-        let g = Hnsw::new(m, ef_construct, distance, vecs.dim());
+        let g = Hnsw::with_f16(m, ef_construct, distance, vecs.dim(), f16);
         let mut list = Vec::new();
         for node in 0..n as u32 {
             let level = r.u8().ok_or_else(|| bad("truncated node"))?;
@@ -115,7 +126,13 @@ impl Hnsw {
     /// over the compacted vectors `new_vecs`. Lists that lost neighbours are refilled
     /// from the removed nodes' neighbours with the selection heuristic.
     pub fn compact<V: VectorSource>(&self, remap: &[u32], new_vecs: &V) -> Hnsw {
-        let g = Hnsw::new(self.links.m, self.ef_construct, self.distance, self.dim);
+        let g = Hnsw::with_f16(
+            self.links.m,
+            self.ef_construct,
+            self.distance,
+            self.dim,
+            self.lossy(),
+        );
         let mut best_entry: Option<(u32, u8)> = None;
         for (old, &new) in remap.iter().enumerate() {
             if new != NONE {

@@ -101,6 +101,34 @@ pub(super) struct Query<'a> {
     padded: Vec<f32>,
 }
 
+/// What the walk scores nodes with: the graph's own view (f16 codes or exact
+/// vectors, see `GraphScorer`) or another one, such as quantized codes.
+pub trait WalkScorer {
+    /// Internal ("lower is better") distance of the query to `node`.
+    fn score(&self, node: u32) -> f32;
+    /// Starts loading what `score(node)` reads.
+    fn prefetch(&self, node: u32);
+}
+
+/// The graph's own scoring: f16 codes in its records when it has them, else the
+/// exact vectors from storage.
+pub(super) struct GraphScorer<'a, V> {
+    pub g: &'a Hnsw,
+    pub vecs: &'a V,
+    pub q: &'a Query<'a>,
+}
+
+impl<V: VectorSource> WalkScorer for GraphScorer<'_, V> {
+    #[inline]
+    fn score(&self, node: u32) -> f32 {
+        self.g.approx(self.vecs, self.q, node)
+    }
+    #[inline]
+    fn prefetch(&self, node: u32) {
+        self.g.prefetch_point(self.vecs, node);
+    }
+}
+
 impl Hnsw {
     pub(super) fn query<'a>(&self, q: &'a [f32]) -> Query<'a> {
         let n = self.links.code_len();
@@ -157,23 +185,17 @@ impl Hnsw {
         }
     }
 
-    /// Greedy walk on one upper layer towards `q`, starting at `ep`.
-    pub(super) fn greedy<V: VectorSource>(
-        &self,
-        vecs: &V,
-        q: &Query,
-        mut ep: Scored,
-        level: u8,
-    ) -> Scored {
+    /// Greedy walk on one upper layer towards the scorer's query, starting at `ep`.
+    pub(super) fn greedy<S: WalkScorer>(&self, s: &S, mut ep: Scored, level: u8) -> Scored {
         let mut buf = Vec::with_capacity(self.links.m0);
         loop {
             let mut changed = false;
             self.links.read(ep.1, level, &mut buf);
             for &n in &buf {
-                self.prefetch_point(vecs, n);
+                s.prefetch(n);
             }
             for &n in &buf {
-                let d = self.approx(vecs, q, n);
+                let d = s.score(n);
                 if d < ep.0 {
                     ep = Scored(d, n);
                     changed = true;
@@ -187,16 +209,17 @@ impl Hnsw {
 
     /// Beam search on `level` with candidate list size `ef`; returns up to `ef`
     /// accepted nodes sorted by distance.
-    pub(super) fn search_layer<V: VectorSource, F: Fn(u32) -> bool>(
+    /// `n` bounds the node ids scored (the vectors stored).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn search_layer<S: WalkScorer, F: Fn(u32) -> bool>(
         &self,
-        vecs: &V,
-        q: &Query,
+        n: usize,
+        s: &S,
         eps: &[Scored],
         ef: usize,
         level: u8,
         accept: F,
     ) -> Vec<Scored> {
-        let n = vecs.len();
         with_visited(n, |visited| {
             let mut cand: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(ef * 2);
             let mut res: BinaryHeap<Scored> = BinaryHeap::with_capacity(ef + 1);
@@ -231,10 +254,10 @@ impl Hnsw {
                         .filter(|&nb| (nb as usize) < n && visited.insert(nb)),
                 );
                 for &nb in &fresh {
-                    self.prefetch_point(vecs, nb);
+                    s.prefetch(nb);
                 }
                 for &nb in &fresh {
-                    let d = self.approx(vecs, q, nb);
+                    let d = s.score(nb);
                     if d < bound || res.len() < ef {
                         // likely expanded soon: start loading its links
                         self.links.prefetch_list(nb, level);

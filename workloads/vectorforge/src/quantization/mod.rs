@@ -2,9 +2,17 @@
 //! (global or per-dimension min/max, clipped to a central quantile) and binary
 //! codes (one bit per dimension, packed into u64 words, compared by Hamming
 //! distance). This module is the codec layer only: training, encoding,
-//! decoding and the scalar reference kernels. It is not yet wired into the
-//! HNSW walk, the collection or the server (see docs/architecture.md).
+//! decoding and the scalar reference kernels. `kernels` holds the SIMD kernels
+//! on codes and `store` the codes of a collection's vectors, which searches walk
+//! the graph on before rescoring with the f32 vectors.
 
+pub mod kernels;
+pub mod store;
+
+pub use store::{CodesView, QuantQuery, QuantStore};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Why a quantizer could not be trained or a vector not encoded.
@@ -32,24 +40,34 @@ pub enum Int8Range {
 /// Int8 scalar quantizer: `code = round((x - lo) / step)` clamped to 0..=255,
 /// `x ≈ lo + code * step`, with `lo`/`step` per dimension (a global range is
 /// stored replicated).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScalarQuantizer {
     lo: Vec<f32>,
     step: Vec<f32>,
 }
 
-/// The value at quantile `p` (0..=1) of sorted `v`, nearest rank.
-fn at_quantile(sorted: &[f32], p: f32) -> f32 {
-    let last = sorted.len() - 1;
-    let idx = ((last as f64) * f64::from(p)).round() as usize;
-    sorted[idx.min(last)]
+/// Index of quantile `p` (0..=1) among `len` sorted values, nearest rank.
+fn quantile_index(len: usize, p: f32) -> usize {
+    let last = len - 1;
+    (((last as f64) * f64::from(p)).round() as usize).min(last)
 }
 
-/// `[lo, hi]` holding the central `quantile` share of `vals` (sorted in place).
+/// `[lo, hi]` holding the central `quantile` share of `vals` (reordered in place):
+/// the values a full sort would put at those ranks, found by selection (linear time).
 fn bounds(vals: &mut [f32], quantile: f32) -> (f32, f32) {
-    vals.sort_by(f32::total_cmp);
     let tail = (1.0 - quantile) / 2.0;
-    (at_quantile(vals, tail), at_quantile(vals, 1.0 - tail))
+    let (i, j) = (
+        quantile_index(vals.len(), tail),
+        quantile_index(vals.len(), 1.0 - tail),
+    );
+    let (_, &mut lo, rest) = vals.select_nth_unstable_by(i, f32::total_cmp);
+    // every value after the i-th is >= it, so the j-th overall is the (j - i - 1)-th of `rest`
+    let hi = if j > i {
+        *rest.select_nth_unstable_by(j - i - 1, f32::total_cmp).1
+    } else {
+        lo
+    };
+    (lo, hi)
 }
 
 impl ScalarQuantizer {
@@ -83,6 +101,7 @@ impl ScalarQuantizer {
                 (vec![lo; dim], vec![step; dim])
             }
             Int8Range::PerDimension => (0..dim)
+                .into_par_iter()
                 .map(|d| {
                     let mut col: Vec<f32> = vectors.iter().skip(d).step_by(dim).copied().collect();
                     to_step(bounds(&mut col, quantile))
@@ -94,6 +113,16 @@ impl ScalarQuantizer {
 
     pub fn dim(&self) -> usize {
         self.lo.len()
+    }
+
+    /// Lower end of each dimension's range.
+    pub fn lo(&self) -> &[f32] {
+        &self.lo
+    }
+
+    /// Value of one code step in each dimension.
+    pub fn step(&self) -> &[f32] {
+        &self.step
     }
 
     fn check(&self, got: usize) -> Result<(), QuantError> {

@@ -127,3 +127,23 @@ proptest! {
         prop_assert_eq!(hamming(&binary_encode(&a), &binary_encode(&b)) as usize, expected);
     }
 }
+
+/// The selection-based bounds are the values a full sort puts at the quantile ranks.
+#[test]
+fn bounds_by_selection_equal_bounds_by_sorting() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    for len in [1usize, 2, 3, 10, 257, 1000] {
+        let vals: Vec<f32> = (0..len).map(|_| rng.random_range(-5.0..5.0)).collect();
+        let mut sorted = vals.clone();
+        sorted.sort_by(f32::total_cmp);
+        for q in [0.5f32, 0.9, 0.99, 1.0] {
+            let tail = (1.0 - q) / 2.0;
+            let want = (
+                sorted[quantile_index(len, tail)],
+                sorted[quantile_index(len, 1.0 - tail)],
+            );
+            assert_eq!(bounds(&mut vals.clone(), q), want, "len {len} quantile {q}");
+        }
+    }
+}

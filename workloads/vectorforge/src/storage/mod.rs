@@ -1,8 +1,10 @@
 //! Vector storage: where the dense vectors live, behind the small `VectorSource` trait
 //! the graph and the exact scorer read through.
 
+mod codes;
 mod vectors;
 
+pub use codes::MmapCodes;
 pub use vectors::MmapVectors;
 
 use crate::types::Offset;
