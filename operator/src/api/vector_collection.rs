@@ -34,6 +34,8 @@ use super::SecretKeyRef;
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters (shard StatefulSet names derive from it)"),
+    validation = Rule::new("self.spec.quantization == 'None' || self.spec.distance != 'Manhattan'").message("quantization Int8 and Binary need Cosine, Dot or Euclid distance (vectorforge has no quantized Manhattan kernel)"),
+    validation = Rule::new("!has(self.spec.quantizationQuantile) || self.spec.quantization == 'Int8'").message("quantizationQuantile applies to Int8 quantization only"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct VectorCollectionSpec {
@@ -61,12 +63,18 @@ pub struct VectorCollectionSpec {
     #[serde(default)]
     pub hnsw: HnswConfig,
 
-    /// Vector quantization used to speed up search (original vectors are kept for rescoring).
-    /// Only `None` is served today: `Int8` and `Binary` are refused until vectorforge
-    /// searches on quantized codes (its codecs exist; the search path does not yet).
+    /// Vector quantization: searches walk the graph on the codes and rescore the best
+    /// candidates with the original f32 vectors (kept). Immutable.
     #[serde(default)]
-    #[x_kube(validation = Rule::new("self == 'None'").message("quantization Int8 and Binary are not implemented yet (vectorforge does not search on quantized codes); use None"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("quantization is immutable (the codes are built with the collection); create a new VectorCollection and re-ingest"))]
     pub quantization: Quantization,
+
+    /// Int8 only: the central share of the values its ranges are trained on (Qdrant's
+    /// `quantile`, 0.5..=1); unset: min/max. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.5, max = 1.0))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("quantizationQuantile is immutable"))]
+    pub quantization_quantile: Option<f64>,
 
     /// Payload fields indexed with roaring bitmaps for fast filtering.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

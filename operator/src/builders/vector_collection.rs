@@ -230,6 +230,7 @@ pub fn args(vc: &VectorCollection, index: i32) -> Vec<String> {
         hnsw_ef_construct: spec.hnsw.ef_construct,
         hnsw_ef: spec.hnsw.ef,
         quantization: spec.quantization.as_str().to_owned(),
+        quantization_quantile: spec.quantization_quantile,
         data_dir: DATA_DIR.to_owned(),
         http_port: HTTP_PORT,
         grpc_port: GRPC_PORT,

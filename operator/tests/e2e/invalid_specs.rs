@@ -116,9 +116,21 @@ async fn invalid_specs_are_rejected_with_clear_messages() {
         ),
         (
             "VectorCollection",
-            "quantized",
-            vc(json!({"quantization": "Binary"})),
-            "quantization Int8 and Binary are not implemented yet",
+            "quantized-l1",
+            json!({"dimension": 8, "distance": "Manhattan", "quantization": "Int8"}),
+            "quantization Int8 and Binary need Cosine, Dot or Euclid",
+        ),
+        (
+            "VectorCollection",
+            "quantile-binary",
+            vc(json!({"quantization": "Binary", "quantizationQuantile": 0.99})),
+            "quantizationQuantile applies to Int8 quantization only",
+        ),
+        (
+            "VectorCollection",
+            "quantile-range",
+            vc(json!({"quantization": "Int8", "quantizationQuantile": 0.3})),
+            "spec.quantizationQuantile",
         ),
         (
             "InferenceService",
@@ -279,6 +291,10 @@ async fn immutable_fields_cannot_change() {
         (
             json!({"spec": {"storage": {"size": "20Gi"}}}),
             "storage is immutable",
+        ),
+        (
+            json!({"spec": {"quantization": "Int8"}}),
+            "quantization is immutable",
         ),
     ] {
         let err = vcs

@@ -39,6 +39,8 @@ pub struct ShardArgs {
     pub hnsw_ef: i32,
     /// `none`, `int8` or `binary`.
     pub quantization: String,
+    /// Share of the values int8 ranges are trained on (0.5..=1; unset: min/max).
+    pub quantization_quantile: Option<f64>,
     pub data_dir: String,
     pub http_port: i32,
     pub grpc_port: i32,
@@ -84,6 +86,9 @@ impl ShardArgs {
         if let Some(schedule) = &self.snapshot_schedule {
             args.push(format!("--snapshot-schedule={schedule}"));
         }
+        if let Some(q) = self.quantization_quantile {
+            args.push(format!("--quantization-quantile={q}"));
+        }
         for (field, type_) in &self.payload_indexes {
             args.push(format!("--payload-index={field}={type_}"));
         }
@@ -102,7 +107,8 @@ impl ShardArgs {
             hnsw_m: 16,
             hnsw_ef_construct: 128,
             hnsw_ef: 64,
-            quantization: "none".into(),
+            quantization: "int8".into(),
+            quantization_quantile: Some(0.99),
             data_dir: "/data".into(),
             http_port: 6333,
             grpc_port: 6334,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use vectorforge::{HnswConfig, PayloadSchemaType, SyncPolicy};
+use vectorforge::{HnswConfig, PayloadSchemaType, Quantization, SyncPolicy};
 use vectorforge_server::cluster::peers::ordinal_of;
 use vectorforge_server::params::{VectorParams, parse_distance};
 use vectorforge_server::server::{Bootstrap, ClusterSetup, PeerDiscovery, ServerConfig};
@@ -69,9 +69,15 @@ struct Cli {
     /// Payload index of the start collection as `field=type`; repeatable.
     #[arg(long = "payload-index")]
     payload_indexes: Vec<String>,
-    /// Vector quantization of the start collection: only `none` is implemented.
-    #[arg(long, default_value = "none")]
+    /// Vector quantization of the start collection: `none`, `int8` (a byte per
+    /// dimension) or `binary` (a bit per dimension); searches walk the codes and
+    /// rescore with the f32 vectors.
+    #[arg(long, default_value = "none", value_parser = ["none", "int8", "binary"])]
     quantization: String,
+    /// `int8`: the central share of values its ranges are trained on (0.5..=1);
+    /// unset: min/max.
+    #[arg(long)]
+    quantization_quantile: Option<f32>,
     /// Distribution flags of the workload contract. With `--shards` or `--replicas`
     /// above 1 the start collection is distributed: points live on the shard their id
     /// hashes to, any pod coordinates a request over all shards, and the pods find
@@ -149,12 +155,18 @@ fn config(cli: &Cli) -> anyhow::Result<ServerConfig> {
         ef: cli.hnsw_ef,
         ..HnswConfig::default()
     };
-    if cli.quantization != "none" {
-        anyhow::bail!(
-            "--quantization={}: vectorforge does not implement quantization yet; use none",
-            cli.quantization
-        );
-    }
+    let quantization = match (cli.quantization.as_str(), cli.quantization_quantile) {
+        ("int8", quantile) => Quantization::Int8 {
+            quantile,
+            always_ram: false,
+            global_range: false,
+        },
+        (_, Some(_)) => {
+            anyhow::bail!("--quantization-quantile applies to --quantization=int8 only")
+        }
+        ("binary", None) => Quantization::Binary { always_ram: false },
+        _ => Quantization::None,
+    };
     let bootstrap = match (&cli.collection, cli.dimension) {
         (Some(name), Some(size)) => {
             let distance =
@@ -178,6 +190,7 @@ fn config(cli: &Cli) -> anyhow::Result<ServerConfig> {
                     on_disk: None,
                 },
                 payload_indexes,
+                quantization,
             })
         }
         (Some(_), None) => anyhow::bail!("--collection needs --dimension"),
@@ -393,6 +406,9 @@ mod tests {
         );
         let b = cfg.bootstrap.unwrap();
         assert_eq!((b.name.as_str(), b.vector.size), ("docs", 384));
+        assert!(
+            matches!(b.quantization, Quantization::Int8 { quantile: Some(q), .. } if (q - 0.99).abs() < 1e-6)
+        );
         assert_eq!(
             b.payload_indexes,
             vec![

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use vectorforge::{CollectionConfig, Distance, HnswConfig, SyncPolicy};
+use vectorforge::{CollectionConfig, Distance, HnswConfig, Quantization, SyncPolicy};
 
 use crate::error::ServiceError;
 
@@ -69,6 +69,81 @@ pub struct CollectionParams {
     #[serde(default)]
     pub metadata: Option<serde_json::Map<String, Value>>,
     pub created_at: String,
+    /// Codes every vector space keeps beside its f32 vectors (searched first, the best
+    /// candidates rescored with the f32 vectors).
+    #[serde(default, skip_serializing_if = "Quantization::is_none")]
+    pub quantization: Quantization,
+}
+
+/// Qdrant's `quantization_config` (`{"scalar": {"type": "int8", "quantile": 0.99,
+/// "always_ram": true}}` or `{"binary": {"always_ram": true}}`); null or absent: none.
+pub fn parse_quantization(v: Option<&Value>) -> Result<Quantization, ServiceError> {
+    let bad = |m: &str| ServiceError::invalid(format!("Wrong input: quantization_config: {m}"));
+    let o = match v {
+        None | Some(Value::Null) => return Ok(Quantization::None),
+        Some(Value::Object(o)) if o.is_empty() => return Ok(Quantization::None),
+        Some(Value::Object(o)) => o,
+        Some(_) => return Err(bad("expected an object")),
+    };
+    let flag = |inner: &serde_json::Map<String, Value>, k: &str| -> Result<bool, ServiceError> {
+        match inner.get(k) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(bad(&format!("{k}: expected a boolean"))),
+        }
+    };
+    let q = match (o.get("scalar"), o.get("binary"), o.get("product")) {
+        (_, _, Some(_)) => {
+            return Err(bad(
+                "product quantization is not supported (use scalar or binary)",
+            ));
+        }
+        (Some(Value::Object(s)), None, None) => {
+            match s.get("type").and_then(Value::as_str) {
+                Some("int8") => {}
+                other => {
+                    return Err(bad(&format!(
+                        "scalar.type: {other:?} is not supported (int8)"
+                    )));
+                }
+            }
+            let quantile = match s.get("quantile") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(
+                    v.as_f64()
+                        .ok_or_else(|| bad("scalar.quantile: expected a number"))?
+                        as f32,
+                ),
+            };
+            Quantization::Int8 {
+                quantile,
+                always_ram: flag(s, "always_ram")?,
+                global_range: false,
+            }
+        }
+        (None, Some(Value::Object(b)), None) => Quantization::Binary {
+            always_ram: flag(b, "always_ram")?,
+        },
+        _ => return Err(bad("expected one of scalar or binary")),
+    };
+    Ok(q)
+}
+
+/// [`parse_quantization`]'s shape, for CollectionInfo.
+pub fn quantization_json(q: &Quantization) -> Value {
+    match q {
+        Quantization::None => Value::Null,
+        Quantization::Int8 {
+            quantile,
+            always_ram,
+            ..
+        } => {
+            serde_json::json!({"scalar": {"type": "int8", "quantile": quantile, "always_ram": always_ram}})
+        }
+        Quantization::Binary { always_ram } => {
+            serde_json::json!({"binary": {"always_ram": always_ram}})
+        }
+    }
 }
 
 impl CollectionParams {
@@ -86,6 +161,7 @@ impl CollectionParams {
             d.apply(&mut cfg.hnsw);
         }
         cfg.sync = self.sync;
+        cfg.quantization = self.quantization;
         Some(cfg)
     }
 
@@ -246,6 +322,7 @@ mod tests {
             optimizers_config: None,
             metadata: None,
             created_at: String::new(),
+            quantization: Default::default(),
         };
         let cfg = p.engine_config("a").unwrap();
         assert_eq!(cfg.hnsw.m, 8);

@@ -219,6 +219,7 @@ mod tests {
             optimizers_config: None,
             metadata: None,
             created_at: String::new(),
+            quantization: Default::default(),
         }
     }
 

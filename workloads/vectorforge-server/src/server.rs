@@ -30,6 +30,7 @@ pub struct Bootstrap {
     pub name: String,
     pub vector: VectorParams,
     pub payload_indexes: Vec<(String, PayloadSchemaType)>,
+    pub quantization: vectorforge::Quantization,
 }
 
 #[derive(Clone, Debug)]
@@ -120,6 +121,14 @@ fn bootstrap(reg: &Registry, b: &Bootstrap, cfg: &ServerConfig) -> anyhow::Resul
                     b.vector.distance
                 );
             }
+            if p.quantization != b.quantization {
+                anyhow::bail!(
+                    "collection {} exists with quantization {:?}, but the flags ask for {:?}; quantization cannot change",
+                    b.name,
+                    p.quantization,
+                    b.quantization
+                );
+            }
             c
         }
         Err(_) => reg
@@ -132,6 +141,7 @@ fn bootstrap(reg: &Registry, b: &Bootstrap, cfg: &ServerConfig) -> anyhow::Resul
                     optimizers_config: None,
                     metadata: None,
                     created_at: chrono::Utc::now().to_rfc3339(),
+                    quantization: b.quantization,
                 },
             )
             .map_err(|e| anyhow::anyhow!("creating collection {}: {e}", b.name))?,

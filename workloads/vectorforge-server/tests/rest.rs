@@ -584,3 +584,100 @@ fn metrics_count_requests_and_describe_collections() {
         "{text}"
     );
 }
+
+#[test]
+fn quantized_collections_search_on_codes_and_rescore() {
+    let tmp = tempfile::tempdir().unwrap();
+    // the start collection quantized by flag, another one by Qdrant's quantization_config
+    let s = Server::start(
+        &tmp.path().join("data"),
+        &[
+            "--collection=flagged",
+            "--dimension=16",
+            "--distance=Dot",
+            "--quantization=int8",
+            "--quantization-quantile=0.99",
+        ],
+    );
+    let info = s.ok("GET", "/collections/flagged", None);
+    assert_eq!(
+        info["config"]["quantization_config"]["scalar"]["type"], "int8",
+        "{info}"
+    );
+    s.ok(
+        "PUT",
+        "/collections/q",
+        Some(json!({"vectors": {"size": 16, "distance": "Euclid"}, "quantization_config": {"binary": {"always_ram": true}}})),
+    );
+    let info = s.ok("GET", "/collections/q", None);
+    assert_eq!(
+        info["config"]["quantization_config"],
+        json!({"binary": {"always_ram": true}})
+    );
+    // a deterministic spread of 3,000 points (codes are trained from 1,000 on)
+    let vec_of = |i: u64| -> Vec<f32> {
+        let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..16)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x % 2000) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    };
+    // binary codes of 16 dimensions are 16 bits: they need far more candidates
+    for (name, oversampling) in [("flagged", 4.0), ("q", 100.0)] {
+        for chunk in 0..3u64 {
+            let pts: Vec<Value> = (chunk * 1000..(chunk + 1) * 1000)
+                .map(|i| json!({"id": i, "vector": vec_of(i)}))
+                .collect();
+            s.ok(
+                "PUT",
+                &format!("/collections/{name}/points?wait=true"),
+                Some(json!({"points": pts})),
+            );
+        }
+        let search = |params: Value| {
+            s.ok(
+                "POST",
+                &format!("/collections/{name}/points/search"),
+                Some(json!({"vector": vec_of(123_456), "limit": 5, "params": params})),
+            )
+        };
+        let exact = search(json!({"exact": true}));
+        let coded = search(
+            json!({"hnsw_ef": 256, "quantization": {"rescore": true, "oversampling": oversampling}}),
+        );
+        let f32_only = search(json!({"hnsw_ef": 256, "quantization": {"ignore": true}}));
+        // rescored hits carry exact scores: the best one is the exact best one
+        assert_eq!(coded[0]["id"], exact[0]["id"], "{name}: {coded} vs {exact}");
+        let (a, b) = (
+            coded[0]["score"].as_f64().unwrap(),
+            exact[0]["score"].as_f64().unwrap(),
+        );
+        assert!((a - b).abs() < 1e-4, "{name}: {a} vs {b}");
+        assert_eq!(f32_only[0]["id"], exact[0]["id"]);
+        // a bad search parameter is a clear 400
+        let (status, body) = s.call(
+            "POST",
+            &format!("/collections/{name}/points/search"),
+            Some(json!({"vector": vec_of(1), "limit": 5, "params": {"quantization": {"oversampling": "x"}}})),
+        );
+        assert_eq!(status, 400, "{body}");
+    }
+    // quantization of an existing collection cannot change; product quantization is refused
+    let (status, _) = s.call(
+        "PATCH",
+        "/collections/q",
+        Some(json!({"quantization_config": {"scalar": {"type": "int8"}}})),
+    );
+    assert_eq!(status, 400);
+    let (status, body) = s.call(
+        "PUT",
+        "/collections/pq",
+        Some(json!({"vectors": {"size": 16, "distance": "Dot"}, "quantization_config": {"product": {"compression": "x16"}}})),
+    );
+    assert_eq!(status, 400);
+    assert!(body.to_string().contains("product quantization"), "{body}");
+}

@@ -226,6 +226,8 @@ pub fn search_to(s: &Search) -> pb::Search {
         filter_json: s.req.filter.as_ref().map(filter_to),
         with_payload: s.req.with_payload,
         vectors: Some(selection_to(&s.vectors)),
+        quantization_json: (s.quantization != Default::default())
+            .then(|| serde_json::to_string(&s.quantization).unwrap_or_default()),
     }
 }
 
@@ -250,6 +252,10 @@ pub fn search_from(s: pb::Search) -> ServiceResult<Search> {
             ..SearchRequest::default()
         },
         vectors: selection_from(s.vectors),
+        quantization: match s.quantization_json {
+            Some(q) => serde_json::from_str(&q).map_err(|_| skew("quantization"))?,
+            None => Default::default(),
+        },
     })
 }
 
@@ -407,12 +413,18 @@ mod tests {
                 ..SearchRequest::default()
             },
             vectors: VectorSelection::Names(vec!["text".into()]),
+            quantization: vectorforge::QuantizationSearchParams {
+                ignore: false,
+                rescore: Some(false),
+                oversampling: Some(2.5),
+            },
         };
         let back = search_from(search_to(&s)).unwrap();
         assert_eq!(back.target, s.target);
         assert_eq!(back.using, s.using);
         assert_eq!(format!("{:?}", back.req), format!("{:?}", s.req));
         assert_eq!(back.vectors, s.vectors);
+        assert_eq!(back.quantization, s.quantization);
         for p in [
             PointOut {
                 id: PointId::Num(1),

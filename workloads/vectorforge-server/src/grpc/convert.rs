@@ -175,6 +175,14 @@ pub fn query(r: pb::SearchRequest) -> ServiceResult<Search> {
             with_vector: false,
         },
         vectors: selection(r.with_vectors, r.vector_names),
+        quantization: r
+            .quantization
+            .map(|q| vectorforge::QuantizationSearchParams {
+                ignore: q.ignore,
+                rescore: q.rescore,
+                oversampling: q.oversampling,
+            })
+            .unwrap_or_default(),
     })
 }
 
@@ -313,6 +321,7 @@ pub fn create_params(
         optimizers_config: None,
         metadata: json_object(&r.metadata_json, "metadata_json")?,
         created_at: chrono::Utc::now().to_rfc3339(),
+        quantization: Default::default(),
     })
 }
 

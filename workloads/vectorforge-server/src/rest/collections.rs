@@ -9,7 +9,9 @@ use vectorforge::{HnswConfig, PayloadSchemaType, SyncPolicy};
 
 use super::{AppState, Body, Reply, reply, update_result};
 use crate::error::{ServiceError, ServiceResult};
-use crate::params::{CollectionParams, HnswDiff, parse_vectors};
+use crate::params::{
+    CollectionParams, HnswDiff, parse_quantization, parse_vectors, quantization_json,
+};
 use crate::service::Description;
 use crate::store::Write;
 
@@ -75,7 +77,7 @@ pub async fn get_one(State(st): State<AppState>, Path(name): Path<String>) -> Se
             },
             "optimizer_config": optimizer,
             "wal_config": {"wal_capacity_mb": 64, "wal_segments_ahead": 0, "wal_retain_closed": 1},
-            "quantization_config": null,
+            "quantization_config": quantization_json(&p.quantization),
             "strict_mode_config": null,
             "metadata": p.metadata,
         },
@@ -123,11 +125,6 @@ fn params_from(
     )?;
     unsupported(
         body,
-        "quantization_config",
-        "quantization is configured on the VectorCollection, not per request",
-    )?;
-    unsupported(
-        body,
         "init_from",
         "init_from is not supported; restore a snapshot instead",
     )?;
@@ -146,14 +143,17 @@ fn params_from(
             .map_err(|e| ServiceError::invalid(format!("Wrong input: hnsw_config: {e}")))?;
         diff.apply(&mut hnsw);
     }
-    Ok(CollectionParams {
+    let p = CollectionParams {
         vectors,
         hnsw,
         sync: default_sync,
         optimizers_config: object_field(body, "optimizers_config")?.map(Value::Object),
         metadata: object_field(body, "metadata")?,
         created_at: chrono::Utc::now().to_rfc3339(),
-    })
+        quantization: parse_quantization(body.get("quantization_config"))?,
+    };
+    p.validate()?;
+    Ok(p)
 }
 
 pub async fn create(
@@ -186,7 +186,7 @@ pub async fn update(
     unsupported(
         &body,
         "quantization_config",
-        "quantization is configured on the VectorCollection",
+        "the quantization of an existing collection cannot change; create a new collection and re-ingest",
     )?;
     unsupported(
         &body,
@@ -276,11 +276,27 @@ mod tests {
         .unwrap();
         assert_eq!(p.hnsw.m, 32);
         assert!(p.is_unnamed());
+        assert_eq!(p.quantization, vectorforge::Quantization::None);
+        // Qdrant's scalar and binary quantization configs
+        let q = params_from(
+            &json!({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": true}}}),
+            SyncPolicy::Always,
+            &h,
+        )
+        .unwrap();
+        assert_eq!(
+            quantization_json(&q.quantization),
+            json!({"scalar": {"type": "int8", "quantile": 0.99f32, "always_ram": true}})
+        );
+        assert_eq!(q.engine_config("").unwrap().quantization, q.quantization);
         for bad in [
             json!({}),
             json!({"vectors": {"size": 4, "distance": "Dot"}, "sparse_vectors": {"s": {}}}),
             json!({"vectors": {"size": 4, "distance": "Dot"}, "shard_number": 3}),
-            json!({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"scalar": {"type": "int8"}}}),
+            json!({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"product": {"compression": "x16"}}}),
+            json!({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"scalar": {"type": "int4"}}}),
+            json!({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"scalar": {"type": "int8", "quantile": 0.2}}}),
+            json!({"vectors": {"size": 4, "distance": "Manhattan"}, "quantization_config": {"binary": {}}}),
         ] {
             assert!(
                 matches!(

@@ -4,7 +4,7 @@
 
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
-use vectorforge::SearchRequest;
+use vectorforge::{QuantizationSearchParams, SearchRequest};
 
 use super::models::{self, PayloadSelector};
 use super::{AppState, Body, Reply, reply};
@@ -67,6 +67,11 @@ fn common(
         .and_then(|p| p.get("exact"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let quantization = match params.and_then(|p| p.get("quantization")) {
+        None | Some(Value::Null) => QuantizationSearchParams::default(),
+        Some(q) => serde_json::from_value(q.clone())
+            .map_err(|e| ServiceError::invalid(format!("Wrong input: params.quantization: {e}")))?,
+    };
     let score_threshold = match body.get("score_threshold") {
         None | Some(Value::Null) => None,
         Some(v) => Some(v.as_f64().ok_or_else(|| {
@@ -91,6 +96,7 @@ fn common(
                 with_vector: false,
             },
             vectors,
+            quantization,
         },
         payload,
     })

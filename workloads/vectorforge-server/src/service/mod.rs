@@ -416,6 +416,7 @@ mod tests {
                 ..Default::default()
             },
             vectors: VectorSelection::None,
+            quantization: Default::default(),
         }
     }
 
@@ -430,6 +431,7 @@ mod tests {
             optimizers_config: None,
             metadata: None,
             created_at: String::new(),
+            quantization: Default::default(),
         };
         s.create("c".into(), params.clone()).await.unwrap();
         assert!(matches!(

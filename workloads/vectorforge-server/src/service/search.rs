@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use vectorforge::{PointId, SearchRequest};
+use vectorforge::{PointId, QuantizationSearchParams, SearchRequest};
 
 use super::{CollectionService, blocking};
 use crate::error::{ServiceError, ServiceResult};
@@ -33,6 +33,8 @@ pub struct Search {
     pub using: String,
     pub req: SearchRequest,
     pub vectors: VectorSelection,
+    /// Qdrant's `params.quantization`: whether and how to search on the codes.
+    pub quantization: QuantizationSearchParams,
 }
 
 impl Search {
@@ -116,7 +118,7 @@ fn run(c: &PointsCollection, mut s: Search) -> ServiceResult<Vec<PointOut>> {
         }
     };
     let limit = s.req.limit;
-    let mut hits = c.search(&s.using, s.req, &s.vectors)?;
+    let mut hits = c.search(&s.using, s.req, &s.vectors, &s.quantization)?;
     if let Some(id) = exclude {
         hits.retain(|h| h.id != id);
         hits.truncate(limit.saturating_sub(1));
@@ -203,6 +205,7 @@ mod tests {
                 ..Default::default()
             },
             vectors: VectorSelection::None,
+            quantization: Default::default(),
         }
     }
 

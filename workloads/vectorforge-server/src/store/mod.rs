@@ -202,6 +202,7 @@ pub(crate) mod test_support {
             optimizers_config: None,
             metadata: None,
             created_at: String::new(),
+            quantization: Default::default(),
         }
     }
 

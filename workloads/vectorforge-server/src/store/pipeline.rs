@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use vectorforge::{
-    Collection, Filter, Operation, PointId, PointStruct, Record, ScrollRequest, SearchRequest,
+    Collection, Filter, Operation, PointId, PointStruct, QuantizationSearchParams, Record,
+    ScrollRequest, SearchRequest,
 };
 
 use super::journal::{decode_ops, encode_ops};
@@ -203,12 +204,13 @@ impl PointsCollection {
         using: &str,
         mut req: SearchRequest,
         vectors: &VectorSelection,
+        quantization: &QuantizationSearchParams,
     ) -> ServiceResult<Vec<PointOut>> {
         let engine = self.engine(using)?;
         let only_own = matches!(vectors, VectorSelection::Names(n) if n.len() == 1 && n[0] == using)
             || (matches!(vectors, VectorSelection::All) && self.engines.len() == 1);
         req.with_vector = only_own;
-        let hits = engine.search(&req)?;
+        let hits = engine.search_with(&req, quantization)?;
         let mut out: Vec<PointOut> = hits
             .into_iter()
             .map(|h| PointOut {
@@ -360,7 +362,8 @@ mod tests {
                 with_payload: true,
                 ..Default::default()
             };
-            c.search("a", req, &VectorSelection::All).unwrap()
+            c.search("a", req, &VectorSelection::All, &Default::default())
+                .unwrap()
         };
         let hit = &near(&c)[0];
         assert_eq!(hit.id, PointId::Num(10));

@@ -12,11 +12,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A loopback port nobody listens on. Taken from below the kernel's ephemeral range
+/// (32768 and up), one after another per test process: a port the kernel hands to
+/// `bind(0)` elsewhere (another test's client or server) cannot collide with one given
+/// to a server here before it binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 400) * 30;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + (base - 20_000 + n) % 12_000;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            drop(l);
+            return port as u16;
+        }
+    }
 }
 
 pub struct Server {

@@ -42,7 +42,7 @@ pub struct QuantizationSearchParams {
     /// false returns the codes' approximate scores.
     pub rescore: Option<bool>,
     /// The walk keeps `ceil(limit × oversampling)` candidates for rescoring (default
-    /// 1.0 for int8, `BINARY_OVERSAMPLING` = 3.0 for binary); at least 1.
+    /// 2.0 for int8, `BINARY_OVERSAMPLING` = 3.0 for binary); at least 1.
     pub oversampling: Option<f64>,
 }
 
