@@ -2,6 +2,9 @@
 //! run by the node agent finding each other through the Kubernetes API, and requests
 //! sent to pod addresses (any pod coordinates over every shard).
 //!
+//! - 2 shards × 3 Raft pods: writes through a pod of one shard keep succeeding while
+//!   the other shard's leader pod is deleted and recreated; every acknowledged point is
+//!   on every pod afterwards, and the leaders report their groups into the status.
 //! - 3 shards: Ready; points upserted through one pod spread over the three shards
 //!   (each pod's own count), every pod counts all of them, an exact search through
 //!   another pod returns the true nearest neighbours (computed here), and a deleted pod
@@ -264,4 +267,33 @@ async fn a_replicated_shard_keeps_every_acknowledged_write_through_its_leader_po
             "through {ip}"
         );
     }
+
+    // each shard's leader reports its group into the VectorCollection's status
+    let total = ok(
+        "POST",
+        &url(&writer_ip, "/points/count"),
+        json!({"exact": true}),
+    )
+    .await["count"]
+        .as_i64()
+        .expect("count");
+    let status = wait_for("the shards' reports in the status", || async {
+        let st = vcs.get("vecs").await.ok()?.status?;
+        let reported = st.shards.len() == 2
+            && st
+                .shards
+                .iter()
+                .all(|s| s.leader.is_some() && s.members.len() == 3)
+            && st.points == Some(total);
+        reported.then_some(st)
+    })
+    .await;
+    let shard_points: i64 = status.shards.iter().filter_map(|s| s.points).sum();
+    assert_eq!(shard_points, total, "{status:?}");
+    assert!(
+        status.shards[0]
+            .members
+            .iter()
+            .all(|m| m.starts_with("vecs-shard-0-"))
+    );
 }

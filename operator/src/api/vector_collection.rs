@@ -346,8 +346,9 @@ pub struct VectorCollectionStatus {
     /// Label selector of all pods of the collection (for the scale subresource).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
-    /// Per-shard replica counts (written by the operator) and Raft leader (reported by
-    /// the shard's pods); a list keyed by `index`, so each writer owns its own fields.
+    /// Per-shard replica counts (written by the operator) and Raft leader, members,
+    /// points and lag (reported by the shard's leader pod); a list keyed by `index`, so
+    /// each writer owns its own fields.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["index".into()]))]
     pub shards: Vec<ShardStatus>,
@@ -375,9 +376,18 @@ pub struct ShardStatus {
     /// Ready pods of the shard.
     #[serde(default)]
     pub ready_replicas: i32,
-    /// Pod currently leading the shard's Raft group, when known.
+    /// Pod currently leading the shard's Raft group, when known (reported by it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader: Option<String>,
+    /// Pods voting in the shard's Raft group (reported by its leader).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+    /// Points stored in the shard (reported by its leader).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub points: Option<i64>,
+    /// Log entries the furthest-behind member lags the leader (reported by the leader).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<i64>,
 }
 
 #[cfg(test)]

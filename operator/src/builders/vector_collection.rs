@@ -140,6 +140,13 @@ fn role(vc: &VectorCollection) -> Role {
             read("", "pods"),
             read("discovery.k8s.io", "endpointslices"),
             read("modelhub.io", "vectorcollections"),
+            // each shard's leader reports its group (leader, members, points, lag)
+            PolicyRule {
+                api_groups: Some(vec!["modelhub.io".to_owned()]),
+                resources: Some(vec!["vectorcollections/status".to_owned()]),
+                verbs: vec!["get".into(), "patch".into()],
+                ..PolicyRule::default()
+            },
         ]),
     }
 }

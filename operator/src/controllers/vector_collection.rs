@@ -86,13 +86,16 @@ async fn reconcile_inner(vc: Arc<VectorCollection>, ctx: Arc<Context>) -> Result
 }
 
 /// The part of a status the operator writes: without the fields the collection's own
-/// pods report (`points`, each shard's `leader`), which a forced server-side apply of
+/// pods report (`points`, each shard's `leader`, `members`, `points`, `lag`), which a forced server-side apply of
 /// the whole status would otherwise take over from them. `shards` is a list keyed by
 /// `index`, so the operator and the pods each own their fields of one entry.
 pub fn operator_owned(mut status: VectorCollectionStatus) -> VectorCollectionStatus {
     status.points = None;
     for shard in &mut status.shards {
         shard.leader = None;
+        shard.members.clear();
+        shard.points = None;
+        shard.lag = None;
     }
     status
 }
@@ -116,7 +119,7 @@ pub fn compute_status(
                 index: i as i32,
                 replicas: st.replicas,
                 ready_replicas: st.ready_replicas.unwrap_or(0),
-                leader: None,
+                ..ShardStatus::default()
             }
         })
         .collect();

@@ -64,7 +64,7 @@ fn all_shards_ready_means_ready_and_settled() {
             index: 1,
             replicas: 3,
             ready_replicas: 3,
-            leader: None
+            ..ShardStatus::default()
         }
     );
 }

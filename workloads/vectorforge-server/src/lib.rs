@@ -19,4 +19,5 @@ pub mod replication;
 pub mod rest;
 pub mod server;
 pub mod service;
+pub mod status;
 pub mod store;

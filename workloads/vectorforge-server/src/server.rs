@@ -400,6 +400,23 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     match &replication {
         Some(repl) => {
             tokio::spawn(readiness(repl.clone(), ready.clone(), stop_rx.clone()));
+            if let Some(setup) = &cfg.cluster
+                && let PeerDiscovery::Kube { namespace, .. } = &setup.peers
+                && let (Some(b), Some((prefix, _))) =
+                    (&cfg.bootstrap, setup.self_name.rsplit_once('-'))
+            {
+                let target = crate::status::StatusTarget {
+                    namespace: namespace.clone(),
+                    name: b.name.clone(),
+                    shard: setup.shard,
+                    pod_prefix: format!("{prefix}-"),
+                };
+                tokio::spawn(crate::status::report(
+                    target,
+                    st.service.clone(),
+                    repl.clone(),
+                ));
+            }
             if let Some(b) = cfg.bootstrap.clone() {
                 tokio::spawn(index_upkeep(st.service.clone(), repl.clone(), b));
             }

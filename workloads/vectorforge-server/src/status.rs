@@ -1,0 +1,160 @@
+//! Reports a shard's Raft group into its VectorCollection's status (server-side apply
+//! on the status subresource, field manager `vectorforge-shard-<i>`, so the operator's
+//! fields and the other shards' stay theirs): the shard's leader pod writes
+//! `status.shards[i]` {leader, members, points, lag} and, for shard 0, the collection's
+//! total `status.points`. Only the leader reports (a new leader takes the fields over
+//! under the same manager), at most every few seconds and only on a change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use serde_json::{Value, json};
+
+use crate::replication::Replication;
+use crate::service::CollectionService;
+
+/// Where this pod's VectorCollection is.
+#[derive(Clone, Debug)]
+pub struct StatusTarget {
+    pub namespace: String,
+    /// The VectorCollection (= the collection's name).
+    pub name: String,
+    pub shard: u32,
+    /// Pod names of this shard are `<prefix><ordinal>`.
+    pub pod_prefix: String,
+}
+
+/// The `status` this shard's leader reports, from its group's metrics.
+pub fn shard_report(
+    t: &StatusTarget,
+    m: &vectorforge_raft::Metrics,
+    shard_points: u64,
+    total_points: Option<u64>,
+) -> Value {
+    let pod = |id: u64| format!("{}{id}", t.pod_prefix);
+    let lag = m.replication.values().map(|p| p.lag).max().unwrap_or(0);
+    let mut status = json!({
+        "shards": [{
+            "index": t.shard,
+            "leader": m.leader.map(pod),
+            "members": m.voters.iter().map(|v| pod(*v)).collect::<Vec<_>>(),
+            "points": shard_points,
+            "lag": lag,
+        }]
+    });
+    if let Some(total) = total_points {
+        status["points"] = total.into();
+    }
+    json!({
+        "apiVersion": "modelhub.io/v1alpha1",
+        "kind": "VectorCollection",
+        "metadata": {"name": t.name},
+        "status": status,
+    })
+}
+
+/// Runs for the life of the process.
+pub async fn report(t: StatusTarget, service: CollectionService, repl: Arc<Replication>) {
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "no Kubernetes client: the shard's status is not reported");
+            return;
+        }
+    };
+    let gvk = GroupVersionKind::gvk("modelhub.io", "v1alpha1", "VectorCollection");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "vectorcollections");
+    let api: Api<DynamicObject> = Api::namespaced_with(client, &t.namespace, &ar);
+    let params = PatchParams::apply(&format!("vectorforge-shard-{}", t.shard)).force();
+    let mut last: Option<Value> = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if !repl.is_leader() {
+            last = None;
+            continue;
+        }
+        let local = service.local();
+        let Ok(shard_points) = local.count(&t.name, None).await else {
+            continue;
+        };
+        let total = if t.shard == 0 {
+            service.count(&t.name, None).await.ok()
+        } else {
+            None
+        };
+        let body = shard_report(
+            &t,
+            &repl.metrics(),
+            shard_points as u64,
+            total.map(|n| n as u64),
+        );
+        if last.as_ref() == Some(&body) {
+            continue;
+        }
+        match api
+            .patch_status(&t.name, &params, &Patch::Apply(&body))
+            .await
+        {
+            Ok(_) => last = Some(body),
+            Err(e) => tracing::warn!(error = %e, "reporting the shard's status"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    #[test]
+    fn a_report_names_pods_and_keeps_other_shards_out() {
+        let t = StatusTarget {
+            namespace: "ml".into(),
+            name: "docs".into(),
+            shard: 1,
+            pod_prefix: "docs-shard-1-".into(),
+        };
+        let m = vectorforge_raft::Metrics {
+            id: 2,
+            role: vectorforge_raft::Role::Leader,
+            term: 4,
+            leader: Some(2),
+            voters: BTreeSet::from([0, 1, 2]),
+            learners: BTreeSet::new(),
+            last_log_index: Some(10),
+            last_applied: Some(10),
+            snapshot_index: None,
+            purged_index: None,
+            replication: BTreeMap::from([
+                (
+                    0,
+                    vectorforge_raft::Progress {
+                        matched: Some(10),
+                        lag: 0,
+                    },
+                ),
+                (
+                    1,
+                    vectorforge_raft::Progress {
+                        matched: Some(7),
+                        lag: 3,
+                    },
+                ),
+            ]),
+        };
+        let r = shard_report(&t, &m, 99, None);
+        assert_eq!(r["status"]["shards"][0]["index"], 1);
+        assert_eq!(r["status"]["shards"][0]["leader"], "docs-shard-1-2");
+        assert_eq!(
+            r["status"]["shards"][0]["members"],
+            json!(["docs-shard-1-0", "docs-shard-1-1", "docs-shard-1-2"])
+        );
+        assert_eq!(r["status"]["shards"][0]["lag"], 3);
+        assert!(
+            r["status"].get("points").is_none(),
+            "only shard 0 reports the total"
+        );
+        assert_eq!(shard_report(&t, &m, 99, Some(500))["status"]["points"], 500);
+    }
+}
