@@ -297,3 +297,97 @@ async fn a_replicated_shard_keeps_every_acknowledged_write_through_its_leader_po
             .all(|m| m.starts_with("vecs-shard-0-"))
     );
 }
+
+#[tokio::test]
+#[ignore = "needs a cluster with the operator and a node agent: make test-e2e"]
+async fn scaling_a_collection_changes_its_raft_groups_without_restarting_a_pod() {
+    let client = client().await;
+    let ns = TestNs::create(&client, "scale").await;
+    let ns = ns.name.as_str();
+    let vcs: Api<VectorCollection> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let vc: VectorCollection = serde_json::from_value(json!({
+        "apiVersion": "modelhub.io/v1alpha1", "kind": "VectorCollection",
+        "metadata": {"name": "vecs"},
+        "spec": {"dimension": DIM, "distance": "Euclid", "shards": 1, "replicas": 3,
+                 "storage": {"size": "64Mi"}}
+    }))
+    .expect("vector collection");
+    vcs.create(&PostParams::default(), &vc)
+        .await
+        .expect("create vc");
+    wait_ready(&vcs, "vecs").await;
+    let mut before = Vec::new();
+    for o in 0..3 {
+        before.push(ready_pod(&pods, &format!("vecs-shard-0-{o}"), None).await);
+    }
+    let url = |ip: &str, path: &str| format!("http://{ip}:6333/collections/vecs{path}");
+    let points: Vec<Value> = (0..100u64)
+        .map(|i| json!({"id": i, "vector": vector(i)}))
+        .collect();
+    ok(
+        "PUT",
+        &url(&before[0].0, "/points?wait=true"),
+        json!({"points": points}),
+    )
+    .await;
+    let members = |n: usize| {
+        let vcs = vcs.clone();
+        async move {
+            wait_for(&format!("{n} members in the shard's group"), || async {
+                let st = vcs.get("vecs").await.ok()?.status?;
+                (st.shards.first()?.members.len() == n).then_some(())
+            })
+            .await
+        }
+    };
+    members(3).await;
+
+    // scale out: the new pods join as learners and are promoted
+    let scale = |n: i64| {
+        let vcs = vcs.clone();
+        async move {
+            vcs.patch(
+                "vecs",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"spec": {"replicas": n}})),
+            )
+            .await
+            .expect("scale the collection")
+        }
+    };
+    scale(5).await;
+    members(5).await;
+    for o in 3..5 {
+        let (ip, _) = ready_pod(&pods, &format!("vecs-shard-0-{o}"), None).await;
+        wait_for("a new pod to hold every point", || {
+            let ip = ip.clone();
+            async move { (own_points(&ip).await == 100).then_some(()) }
+        })
+        .await;
+    }
+    // scale in: the group shrinks back; the first three pods never restarted
+    scale(3).await;
+    members(3).await;
+    for (o, (_, uid)) in before.iter().enumerate() {
+        let p = pods.get(&format!("vecs-shard-0-{o}")).await.expect("pod");
+        assert_eq!(
+            p.metadata.uid.as_deref(),
+            Some(uid.as_str()),
+            "pod {o} was replaced"
+        );
+        let restarts: i32 = p
+            .status
+            .and_then(|s| s.container_statuses)
+            .map(|cs| cs.iter().map(|c| c.restart_count).sum())
+            .unwrap_or(0);
+        assert_eq!(restarts, 0, "pod {o} restarted");
+    }
+    let n = ok(
+        "POST",
+        &url(&before[1].0, "/points/count"),
+        json!({"exact": true}),
+    )
+    .await;
+    assert_eq!(n["count"], 100);
+}

@@ -230,7 +230,6 @@ pub fn args(vc: &VectorCollection, index: i32) -> Vec<String> {
         collection: vc.name_any(),
         shard: index,
         shards: spec.shards,
-        replicas: spec.replicas,
         dimension: spec.dimension,
         distance: spec.distance.as_str().to_owned(),
         hnsw_m: spec.hnsw.m,

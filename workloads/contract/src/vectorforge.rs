@@ -21,7 +21,9 @@ impl WalSync {
     }
 }
 
-/// Everything the operator tells one shard pod.
+/// Everything the operator tells one shard pod. The shard's group size is not among
+/// them: the pods follow the VectorCollection's `spec.replicas` through the API, so a
+/// scale changes no pod template (and restarts no pod).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ShardArgs {
     /// The collection (the VectorCollection's name).
@@ -29,8 +31,6 @@ pub struct ShardArgs {
     /// This shard's index, 0-based, and the collection's shard count.
     pub shard: i32,
     pub shards: i32,
-    /// Pods per shard (the Raft group's size).
-    pub replicas: i32,
     pub dimension: i32,
     /// Qdrant's name of the distance: `Cosine`, `Euclid`, `Dot`, `Manhattan`.
     pub distance: String,
@@ -65,7 +65,6 @@ impl ShardArgs {
             format!("--collection={}", self.collection),
             format!("--shard={}", self.shard),
             format!("--shards={}", self.shards),
-            format!("--replicas={}", self.replicas),
             format!("--dimension={}", self.dimension),
             format!("--distance={}", self.distance),
             format!("--hnsw-m={}", self.hnsw_m),
@@ -101,7 +100,6 @@ impl ShardArgs {
             collection: "docs".into(),
             shard: 1,
             shards: 2,
-            replicas: 3,
             dimension: 384,
             distance: "Cosine".into(),
             hnsw_m: 16,

@@ -79,11 +79,13 @@ struct Cli {
     #[arg(long)]
     quantization_quantile: Option<f32>,
     /// Distribution flags of the workload contract. With `--shards` or `--replicas`
-    /// above 1 the start collection is distributed: points live on the shard their id
-    /// hashes to, any pod coordinates a request over all shards, and the pods find
-    /// each other through the Kubernetes API (`--peer-selector`, in `$POD_NAMESPACE`)
-    /// or `--peer`. Shard-to-shard calls use `--raft-port`. Snapshot schedule and
-    /// retention are accepted and logged (not acted on yet).
+    /// above 1, `--peer-selector` or `--peer`, the start collection is distributed:
+    /// points live on the shard their id hashes to, any pod coordinates a request over
+    /// all shards, the pods of a shard form a Raft group, and they find each other
+    /// through the Kubernetes API (`--peer-selector`, in `$POD_NAMESPACE`; the group's
+    /// size then follows the VectorCollection's `spec.replicas`) or `--peer` (the size
+    /// is `--replicas`). Shard-to-shard calls and Raft use `--raft-port`. Snapshot
+    /// schedule and retention are accepted and logged (not acted on yet).
     #[arg(long)]
     shard: Option<u32>,
     #[arg(long)]
@@ -197,14 +199,21 @@ fn config(cli: &Cli) -> anyhow::Result<ServerConfig> {
         _ => None,
     };
     let shards = cli.shards.unwrap_or(1).max(1);
-    let cluster = if shards > 1 || cli.replicas.is_some_and(|r| r > 1) {
+    // A pod the operator runs (it names its peers by --peer-selector) is always one
+    // shard pod of a distributed collection, its shard a Raft group even of one member
+    // (so that growing the group later is a membership change, not a migration).
+    let distributed = shards > 1
+        || cli.replicas.is_some_and(|r| r > 1)
+        || cli.peer_selector.is_some()
+        || !cli.peers.is_empty();
+    let cluster = if distributed {
         let shard = cli.shard.unwrap_or(0);
         if shard >= shards {
             anyhow::bail!("--shard={shard} is not below --shards={shards}");
         }
         if cli.collection.is_none() {
             anyhow::bail!(
-                "--shards/--replicas above 1 distribute the start collection: give --collection and --dimension"
+                "a distributed start collection (--shards, --replicas, --peer-selector or --peer) needs --collection and --dimension"
             );
         }
         let internal_addr = SocketAddr::new(cli.host, cli.raft_port.unwrap_or(6335));
@@ -217,7 +226,7 @@ fn config(cli: &Cli) -> anyhow::Result<ServerConfig> {
                     selector: selector.clone(),
                 },
                 _ => anyhow::bail!(
-                    "--shards/--replicas above 1: the pods find each other through --peer-selector (with POD_NAMESPACE) or --peer SHARD=HOST:PORT"
+                    "a distributed collection's pods find each other through --peer-selector (with POD_NAMESPACE) or --peer SHARD=HOST:PORT"
                 ),
             }
         };
@@ -383,7 +392,7 @@ mod tests {
         cli.pod_namespace = Some("prod".into());
         cli.pod_name = Some("docs-shard-1-0".into());
         assert_eq!(cli.shard, Some(1));
-        assert_eq!((cli.shards, cli.replicas), (Some(2), Some(3)));
+        assert_eq!((cli.shards, cli.replicas), (Some(2), None));
         assert_eq!(cli.raft_port, Some(6335));
         assert_eq!(
             cli.peer_selector.as_deref(),
@@ -400,6 +409,7 @@ mod tests {
             (cl.shard, cl.shards, cl.self_name.as_str()),
             (1, 2, "docs-shard-1-0")
         );
+        assert_eq!(cl.ordinal, 0, "from the pod name");
         assert_eq!(cl.internal_addr.port(), 6335);
         assert!(
             matches!(&cl.peers, PeerDiscovery::Kube { namespace, selector } if namespace == "prod" && selector == &shard.peer_selector)

@@ -62,7 +62,8 @@ pub struct ClusterSetup {
     pub self_name: String,
     /// When a read of another shard also goes to a second pod of that shard.
     pub hedge_after: Option<Duration>,
-    /// Pods per shard; above 1 the shard's pods form a Raft group.
+    /// Pods per shard (the Raft group's size) until the VectorCollection says
+    /// otherwise (with Kubernetes discovery the pod follows its `spec.replicas`).
     pub replicas: u32,
     /// This pod's ordinal in its shard (its Raft node id).
     pub ordinal: u32,
@@ -104,7 +105,7 @@ async fn peer_source(setup: &ClusterSetup) -> anyhow::Result<Arc<dyn PeerSource>
 
 /// Whether the start collection is written through a Raft group.
 fn replicated(cfg: &ServerConfig) -> bool {
-    cfg.cluster.as_ref().is_some_and(|c| c.replicas > 1)
+    cfg.cluster.is_some()
 }
 
 fn bootstrap(reg: &Registry, b: &Bootstrap, cfg: &ServerConfig) -> anyhow::Result<()> {
@@ -304,7 +305,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(setup.internal_addr)
             .await
             .with_context(|| format!("binding the internal port on {}", setup.internal_addr))?;
-        if setup.replicas > 1 {
+        {
             let dir = cfg.data_dir.join("raft").join(&collection);
             let fresh = !dir.exists();
             let have = reg.get(&collection).map(|c| c.applied_index()).unwrap_or(0);
@@ -320,6 +321,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
                     shard: setup.shard,
                     ordinal: setup.ordinal,
                     replicas: setup.replicas,
+                    size_from_api: matches!(setup.peers, PeerDiscovery::Kube { .. }),
                     dir,
                     advertise: setup.advertise,
                     timings: setup.raft_timings,
@@ -411,6 +413,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
                     shard: setup.shard,
                     pod_prefix: format!("{prefix}-"),
                 };
+                tokio::spawn(crate::status::follow_replicas(target.clone(), repl.clone()));
                 tokio::spawn(crate::status::report(
                     target,
                     st.service.clone(),

@@ -54,6 +54,37 @@ pub fn shard_report(
     })
 }
 
+/// Follows the VectorCollection's `spec.replicas` (the size of every shard's group):
+/// a watch on the one object, re-listed after errors, for the life of the process.
+pub async fn follow_replicas(t: StatusTarget, repl: Arc<Replication>) {
+    use futures::StreamExt;
+    use kube::runtime::WatchStreamExt;
+    use kube::runtime::watcher::{self, Event};
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no Kubernetes client: the shard's group keeps its size");
+            return;
+        }
+    };
+    let gvk = GroupVersionKind::gvk("modelhub.io", "v1alpha1", "VectorCollection");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "vectorcollections");
+    let api: Api<DynamicObject> = Api::namespaced_with(client, &t.namespace, &ar);
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={}", t.name));
+    let mut events = watcher::watcher(api, cfg).default_backoff().boxed();
+    while let Some(ev) = events.next().await {
+        match ev {
+            Ok(Event::Apply(o) | Event::InitApply(o)) => {
+                if let Some(n) = o.data["spec"]["replicas"].as_u64() {
+                    repl.follow_replicas(u32::try_from(n).unwrap_or(u32::MAX));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "watching the VectorCollection"),
+        }
+    }
+}
+
 /// Runs for the life of the process.
 pub async fn report(t: StatusTarget, service: CollectionService, repl: Arc<Replication>) {
     let client = match kube::Client::try_default().await {

@@ -6,10 +6,12 @@
 //! forwards to it. Peers are resolved at connect time through the pod watch (Ready or
 //! not: a pod joins before it is Ready).
 //!
-//! Membership follows `--replicas`: the lowest ordinal bootstraps a fresh group of
-//! ordinals `0..replicas` once it can resolve them; afterwards the leader adds pods
-//! with higher ordinals as learners, promotes them once caught up, and removes members
-//! at or above `replicas` (a shrink keeps a majority: Raft's joint consensus).
+//! Membership follows the desired size (the VectorCollection's `spec.replicas`, watched
+//! through the API, or `--replicas` for hand-run pods): ordinal 0 bootstraps a fresh
+//! group of ordinals `0..replicas` once it knows the size and can resolve them;
+//! afterwards the leader adds missing ordinals below `replicas` as learners, promotes
+//! them once caught up, and removes members at or above `replicas` (Raft's joint
+//! consensus keeps a majority through the change). A scale therefore restarts no pod.
 
 mod machine;
 
@@ -19,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use vectorforge_raft::{NodeConfig, NodeError, RaftNode, RaftServer, Resolver};
@@ -35,8 +37,12 @@ pub struct ReplicationConfig {
     pub shard: u32,
     /// This pod's ordinal (its node id).
     pub ordinal: u32,
-    /// Members the group should have: ordinals `0..replicas`.
+    /// Members the group should have: ordinals `0..replicas` (until
+    /// [`Replication::follow_replicas`] says otherwise).
     pub replicas: u32,
+    /// Wait for [`Replication::follow_replicas`] before bootstrapping (the size comes
+    /// from the VectorCollection).
+    pub size_from_api: bool,
     /// Where the Raft log and metadata live (on the pod's volume).
     pub dir: PathBuf,
     /// This pod's own internal address, as others reach it.
@@ -79,6 +85,9 @@ pub struct Replication {
     resolver: Arc<PeerResolver>,
     /// Set once the node has caught up with a known leader (`/readyz`).
     caught_up: AtomicBool,
+    /// The group's desired size, and whether it is known yet.
+    desired: AtomicU32,
+    desired_known: AtomicBool,
 }
 
 impl std::fmt::Debug for Replication {
@@ -126,11 +135,14 @@ impl Replication {
             .map_err(|e| {
                 ServiceError::internal(format!("Service internal error: starting Raft: {e}"))
             })?;
+        let (cfg_replicas, size_from_api) = (cfg.replicas, cfg.size_from_api);
         let repl = Arc::new(Replication {
             cfg,
             node,
             resolver,
             caught_up: AtomicBool::new(false),
+            desired: AtomicU32::new(cfg_replicas.max(1)),
+            desired_known: AtomicBool::new(!size_from_api),
         });
         tokio::spawn(upkeep(repl.clone()));
         Ok(repl)
@@ -167,6 +179,27 @@ impl Replication {
         }
     }
 
+    /// The group's desired size changed (the VectorCollection's `spec.replicas`).
+    pub fn follow_replicas(&self, n: u32) {
+        let n = n.max(1);
+        if self.desired.swap(n, Ordering::AcqRel) != n
+            || !self.desired_known.load(Ordering::Acquire)
+        {
+            tracing::info!(
+                replicas = n,
+                shard = self.cfg.shard,
+                "the shard's desired group size"
+            );
+        }
+        self.desired_known.store(true, Ordering::Release);
+    }
+
+    fn desired(&self) -> Option<u32> {
+        self.desired_known
+            .load(Ordering::Acquire)
+            .then(|| self.desired.load(Ordering::Acquire))
+    }
+
     /// Whether this pod has joined its group and caught up with a leader.
     pub fn ready(&self) -> bool {
         self.caught_up.load(Ordering::Acquire)
@@ -185,7 +218,7 @@ impl Replication {
     }
 
     fn members_resolvable(&self) -> Option<BTreeMap<u64, String>> {
-        (0..self.cfg.replicas)
+        (0..self.desired()?)
             .map(|o| {
                 let id = u64::from(o);
                 self.resolver.address(id).map(|a| (id, a))
@@ -247,7 +280,10 @@ async fn upkeep(repl: Arc<Replication>) {
 /// Leader only: adds missing ordinals below `replicas` as learners, promotes caught-up
 /// learners, drops members at or above `replicas`.
 async fn reconcile_membership(repl: &Replication, m: &vectorforge_raft::Metrics) {
-    let want: BTreeSet<u64> = (0..u64::from(repl.cfg.replicas)).collect();
+    let Some(desired) = repl.desired() else {
+        return;
+    };
+    let want: BTreeSet<u64> = (0..u64::from(desired)).collect();
     for id in want
         .iter()
         .filter(|id| !m.voters.contains(id) && !m.learners.contains(id))
