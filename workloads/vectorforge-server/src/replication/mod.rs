@@ -98,6 +98,9 @@ impl std::fmt::Debug for Replication {
     }
 }
 
+/// How long a proposal may wait for its commit.
+pub const PROPOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 fn unavailable(e: impl std::fmt::Display) -> ServiceError {
     ServiceError::Unavailable(format!("Service unavailable: {e}"))
 }
@@ -165,8 +168,17 @@ impl Replication {
     }
 
     /// Proposes a log command; its index once applied on this node (the leader).
+    /// Without a quorum the write is not acknowledged within [`PROPOSE_TIMEOUT`]
+    /// (Unavailable; it may still commit once the group heals).
     pub async fn propose(&self, command: Vec<u8>) -> ServiceResult<u64> {
-        match self.node.propose(command).await {
+        let Ok(r) = tokio::time::timeout(PROPOSE_TIMEOUT, self.node.propose(command)).await else {
+            return Err(unavailable(format!(
+                "shard {}'s Raft group did not commit the write within {} s (no quorum reachable?); it may still be applied once the group heals",
+                self.cfg.shard,
+                PROPOSE_TIMEOUT.as_secs()
+            )));
+        };
+        match r {
             Ok(r) => Ok(r.index),
             Err(NodeError::NotLeader { leader }) => Err(ServiceError::NotLeader {
                 leader: leader.and_then(|l| l.addr),
