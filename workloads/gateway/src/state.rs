@@ -105,9 +105,11 @@ impl Gateway {
         result
     }
 
-    /// Ready: a policy is loaded and the gateway is not shutting down.
+    /// Ready: a policy is loaded, a backend that takes its traffic has a ready pod, and
+    /// the gateway is not shutting down.
     pub fn ready(&self) -> bool {
-        !self.draining.load(Ordering::Relaxed) && self.table.borrow().is_some()
+        !self.draining.load(Ordering::Relaxed)
+            && self.table.borrow().as_ref().is_some_and(|t| t.serves())
     }
 
     /// Starts draining: `/readyz` answers 503 from now on.

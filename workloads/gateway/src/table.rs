@@ -166,6 +166,17 @@ impl Table {
         })
     }
 
+    /// Whether the table can serve: a backend that takes weighted traffic has a ready
+    /// pod (or, when no backend has weight, as with rule-only policies, any backend).
+    pub fn serves(&self) -> bool {
+        let weighted = self.policy.backends.iter().any(|b| b.weight > 0);
+        self.policy
+            .backends
+            .iter()
+            .zip(&self.pods)
+            .any(|(b, pods)| (b.weight > 0 || !weighted) && !pods.is_empty())
+    }
+
     /// Number of pods of `backend` with an address for `proto`.
     pub fn ready_pods(&self, backend: usize, proto: Protocol) -> usize {
         self.pods
@@ -198,6 +209,32 @@ mod tests {
             ..Default::default()
         };
         Table::new(Policy::compile(&spec).unwrap(), previous)
+    }
+
+    #[test]
+    fn a_table_serves_once_a_weighted_backend_has_a_pod() {
+        assert!(!table(&[], None).serves(), "no pod yet");
+        assert!(table(&[1], None).serves());
+        let two = |stable: &[u16], canary: &[u16], canary_weight: i32| {
+            let b = |name: &str, weight: i32, ports: &[u16]| BackendSpec {
+                name: name.into(),
+                service: name.into(),
+                weight,
+                endpoints: ports.iter().map(|p| ep(*p)).collect(),
+            };
+            let spec = PolicySpec {
+                backends: vec![
+                    b("stable", 100 - canary_weight, stable),
+                    b("canary", canary_weight, canary),
+                ],
+                ..Default::default()
+            };
+            Table::new(Policy::compile(&spec).unwrap(), None)
+        };
+        // only an unweighted backend has pods: weighted traffic has nowhere to go
+        assert!(!two(&[], &[5], 0).serves());
+        assert!(two(&[1], &[], 10).serves());
+        assert!(two(&[], &[5], 100).serves());
     }
 
     #[test]
