@@ -255,7 +255,6 @@ fn config(cli: &Cli) -> anyhow::Result<ServerConfig> {
             replicas,
             ordinal,
             advertise,
-            raft_timings: None,
             internal_addr,
             self_name: cli
                 .pod_name

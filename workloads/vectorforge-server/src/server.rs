@@ -69,8 +69,6 @@ pub struct ClusterSetup {
     pub ordinal: u32,
     /// This pod's internal address as the others reach it (pod IP and internal port).
     pub advertise: SocketAddr,
-    /// Raft timings; None for the pod defaults (tests shorten them).
-    pub raft_timings: Option<crate::replication::Timings>,
     pub peers: PeerDiscovery,
 }
 
@@ -84,28 +82,46 @@ pub enum PeerDiscovery {
     Kube { namespace: String, selector: String },
 }
 
-async fn peer_source(setup: &ClusterSetup) -> anyhow::Result<Arc<dyn PeerSource>> {
+/// The peers, and with Kubernetes discovery the API client the pod's other watches
+/// and status reports share.
+async fn peer_source(
+    setup: &ClusterSetup,
+) -> anyhow::Result<(Arc<dyn PeerSource>, Option<kube::Client>)> {
     Ok(match &setup.peers {
-        PeerDiscovery::Static(items) => {
-            Arc::new(StaticPeers::parse(items).map_err(|e| anyhow::anyhow!(e))?)
-        }
+        PeerDiscovery::Static(items) => (
+            Arc::new(StaticPeers::parse(items).map_err(|e| anyhow::anyhow!(e))?),
+            None,
+        ),
         PeerDiscovery::Kube {
             namespace,
             selector,
         } => {
-            let selector = collection_selector(selector);
-            KubePeers::start(namespace, &selector, setup.internal_addr.port())
+            let client = kube::Client::try_default()
                 .await
-                .with_context(|| {
-                    format!("watching the collection's pods ({selector}) in {namespace}")
-                })?
+                .context("connecting to the Kubernetes API (peers are found through it)")?;
+            let selector = collection_selector(selector);
+            let peers = KubePeers::start(
+                client.clone(),
+                namespace,
+                &selector,
+                setup.internal_addr.port(),
+            );
+            (peers, Some(client))
         }
     })
 }
 
-/// Whether the start collection is written through a Raft group.
-fn replicated(cfg: &ServerConfig) -> bool {
-    cfg.cluster.is_some()
+/// The payload indexes of `wanted` that collection `c` lacks.
+fn missing_indexes(
+    c: &crate::store::PointsCollection,
+    wanted: &[(String, PayloadSchemaType)],
+) -> Vec<(String, PayloadSchemaType)> {
+    let have = c.info().indexed_fields;
+    wanted
+        .iter()
+        .filter(|(k, t)| !have.iter().any(|(hk, ht)| hk == k && ht == t))
+        .cloned()
+        .collect()
 }
 
 fn bootstrap(reg: &Registry, b: &Bootstrap, cfg: &ServerConfig) -> anyhow::Result<()> {
@@ -147,19 +163,17 @@ fn bootstrap(reg: &Registry, b: &Bootstrap, cfg: &ServerConfig) -> anyhow::Resul
             )
             .map_err(|e| anyhow::anyhow!("creating collection {}: {e}", b.name))?,
     };
-    if replicated(cfg) {
-        // replicated: the leader proposes the indexes through the log (index_upkeep)
+    if cfg.cluster.is_some() {
+        // a shard pod is a Raft member: its leader proposes the indexes through the log
+        // (index_upkeep)
         return Ok(());
     }
-    let have = c.info().indexed_fields;
-    for (key, kind) in &b.payload_indexes {
-        if !have.iter().any(|(k, t)| k == key && t == kind) {
-            c.write(Write::CreateIndex {
-                key: key.clone(),
-                kind: *kind,
-            })
-            .map_err(|e| anyhow::anyhow!("payload index {key}: {e}"))?;
-        }
+    for (key, kind) in missing_indexes(&c, &b.payload_indexes) {
+        c.write(Write::CreateIndex {
+            key: key.clone(),
+            kind,
+        })
+        .map_err(|e| anyhow::anyhow!("payload index {key}: {e}"))?;
     }
     Ok(())
 }
@@ -177,13 +191,7 @@ async fn index_upkeep(service: CollectionService, repl: Arc<Replication>, b: Boo
         let Ok(c) = service.registry().get(&b.name) else {
             return;
         };
-        let have = c.info().indexed_fields;
-        let missing: Vec<_> = b
-            .payload_indexes
-            .iter()
-            .filter(|(k, t)| !have.iter().any(|(hk, ht)| hk == k && ht == t))
-            .cloned()
-            .collect();
+        let missing = missing_indexes(&c, &b.payload_indexes);
         if missing.is_empty() {
             return;
         }
@@ -281,13 +289,15 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         .map(|k| Arc::new(ApiKey::new(k)));
     let mut internal = None;
     let mut replication: Option<Arc<Replication>> = None;
+    let mut kube_client: Option<kube::Client> = None;
     if let Some(setup) = &cfg.cluster {
         let collection = cfg
             .bootstrap
             .as_ref()
             .map(|b| b.name.clone())
             .context("a distributed collection needs --collection")?;
-        let peers = peer_source(setup).await?;
+        let (peers, kube) = peer_source(setup).await?;
+        kube_client = kube;
         let peers_for_raft = peers.clone();
         let cluster = Arc::new(Cluster::new(
             ClusterConfig {
@@ -305,35 +315,32 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(setup.internal_addr)
             .await
             .with_context(|| format!("binding the internal port on {}", setup.internal_addr))?;
-        {
-            let dir = cfg.data_dir.join("raft").join(&collection);
-            let fresh = !dir.exists();
-            let have = reg.get(&collection).map(|c| c.applied_index()).unwrap_or(0);
-            if fresh && have > 0 {
-                anyhow::bail!(
-                    "collection {collection} holds {have} operations written without replication and there is no Raft state in {}; a replicated shard must start empty (restore a snapshot into a new VectorCollection instead)",
-                    dir.display()
-                );
-            }
-            let repl = Replication::start(
-                ReplicationConfig {
-                    collection: collection.clone(),
-                    shard: setup.shard,
-                    ordinal: setup.ordinal,
-                    replicas: setup.replicas,
-                    size_from_api: matches!(setup.peers, PeerDiscovery::Kube { .. }),
-                    dir,
-                    advertise: setup.advertise,
-                    timings: setup.raft_timings,
-                },
-                reg.clone(),
-                peers_for_raft.clone(),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-            replication = Some(repl.clone());
-            service = service.with_replication(repl);
+        let dir = cfg.data_dir.join("raft").join(&collection);
+        let fresh = !dir.exists();
+        let have = reg.get(&collection).map(|c| c.applied_index()).unwrap_or(0);
+        if fresh && have > 0 {
+            anyhow::bail!(
+                "collection {collection} holds {have} operations written without replication and there is no Raft state in {}; a replicated shard must start empty (restore a snapshot into a new VectorCollection instead)",
+                dir.display()
+            );
         }
+        let repl = Replication::start(
+            ReplicationConfig {
+                collection: collection.clone(),
+                shard: setup.shard,
+                ordinal: setup.ordinal,
+                replicas: setup.replicas,
+                size_from_api: matches!(setup.peers, PeerDiscovery::Kube { .. }),
+                dir,
+                advertise: setup.advertise,
+            },
+            reg.clone(),
+            peers_for_raft.clone(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        replication = Some(repl.clone());
+        service = service.with_replication(repl);
         let rpc = ShardRpc::new(service.local(), api_key.clone()).into_service(cfg.max_body_bytes);
         internal = Some((listener, rpc));
         tracing::info!(collection, shard = setup.shard, shards = setup.shards, internal = %setup.internal_addr, "serving one shard of a distributed collection");
@@ -403,6 +410,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         Some(repl) => {
             tokio::spawn(readiness(repl.clone(), ready.clone(), stop_rx.clone()));
             if let Some(setup) = &cfg.cluster
+                && let Some(client) = &kube_client
                 && let PeerDiscovery::Kube { namespace, .. } = &setup.peers
                 && let (Some(b), Some((prefix, _))) =
                     (&cfg.bootstrap, setup.self_name.rsplit_once('-'))
@@ -413,8 +421,13 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
                     shard: setup.shard,
                     pod_prefix: format!("{prefix}-"),
                 };
-                tokio::spawn(crate::status::follow_replicas(target.clone(), repl.clone()));
+                tokio::spawn(crate::status::follow_replicas(
+                    client.clone(),
+                    target.clone(),
+                    repl.clone(),
+                ));
                 tokio::spawn(crate::status::report(
+                    client.clone(),
                     target,
                     st.service.clone(),
                     repl.clone(),

@@ -54,22 +54,20 @@ pub fn shard_report(
     })
 }
 
+/// The VectorCollections of `namespace`, without the operator's types.
+fn collections(client: kube::Client, namespace: &str) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("modelhub.io", "v1alpha1", "VectorCollection");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "vectorcollections");
+    Api::namespaced_with(client, namespace, &ar)
+}
+
 /// Follows the VectorCollection's `spec.replicas` (the size of every shard's group):
 /// a watch on the one object, re-listed after errors, for the life of the process.
-pub async fn follow_replicas(t: StatusTarget, repl: Arc<Replication>) {
+pub async fn follow_replicas(client: kube::Client, t: StatusTarget, repl: Arc<Replication>) {
     use futures::StreamExt;
     use kube::runtime::WatchStreamExt;
     use kube::runtime::watcher::{self, Event};
-    let client = match kube::Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "no Kubernetes client: the shard's group keeps its size");
-            return;
-        }
-    };
-    let gvk = GroupVersionKind::gvk("modelhub.io", "v1alpha1", "VectorCollection");
-    let ar = ApiResource::from_gvk_with_plural(&gvk, "vectorcollections");
-    let api: Api<DynamicObject> = Api::namespaced_with(client, &t.namespace, &ar);
+    let api = collections(client, &t.namespace);
     let cfg = watcher::Config::default().fields(&format!("metadata.name={}", t.name));
     let mut events = watcher::watcher(api, cfg).default_backoff().boxed();
     while let Some(ev) = events.next().await {
@@ -86,17 +84,13 @@ pub async fn follow_replicas(t: StatusTarget, repl: Arc<Replication>) {
 }
 
 /// Runs for the life of the process.
-pub async fn report(t: StatusTarget, service: CollectionService, repl: Arc<Replication>) {
-    let client = match kube::Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "no Kubernetes client: the shard's status is not reported");
-            return;
-        }
-    };
-    let gvk = GroupVersionKind::gvk("modelhub.io", "v1alpha1", "VectorCollection");
-    let ar = ApiResource::from_gvk_with_plural(&gvk, "vectorcollections");
-    let api: Api<DynamicObject> = Api::namespaced_with(client, &t.namespace, &ar);
+pub async fn report(
+    client: kube::Client,
+    t: StatusTarget,
+    service: CollectionService,
+    repl: Arc<Replication>,
+) {
+    let api = collections(client, &t.namespace);
     let params = PatchParams::apply(&format!("vectorforge-shard-{}", t.shard)).force();
     let mut last: Option<Value> = None;
     loop {

@@ -108,6 +108,23 @@ impl Cluster {
         (0..self.cfg.shards).filter(|s| *s != self.cfg.shard)
     }
 
+    /// Sends `msg` to one Ready pod of every other shard (see [`Cluster::call`]), in
+    /// parallel; the answers in shard order, or the first shard's error.
+    pub async fn scatter<M, T>(
+        &self,
+        msg: M,
+        method: impl Fn(ShardClient<Channel>, Request<M>) -> Call<T>,
+    ) -> ServiceResult<Vec<T>>
+    where
+        M: Clone,
+    {
+        let method = &method;
+        let calls = self
+            .others()
+            .map(|shard| self.call(shard, msg.clone(), method));
+        futures::future::join_all(calls).await.into_iter().collect()
+    }
+
     /// Sends `msg` to the pod at `addr` (a shard leader named by a `NotLeader`).
     pub async fn call_at<M, T>(
         &self,

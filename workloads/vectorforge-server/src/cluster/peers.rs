@@ -164,12 +164,12 @@ pub struct KubePeers {
 impl KubePeers {
     /// Starts watching the pods that `selector` picks in `namespace`; the watch
     /// re-lists after errors (with kube's backoff) for as long as the process runs.
-    pub async fn start(
+    pub fn start(
+        client: kube::Client,
         namespace: &str,
         selector: &str,
         port: u16,
-    ) -> Result<Arc<KubePeers>, kube::Error> {
-        let client = kube::Client::try_default().await?;
+    ) -> Arc<KubePeers> {
         let api: Api<Pod> = Api::namespaced(client, namespace);
         let peers = Arc::new(KubePeers::default());
         let me = peers.clone();
@@ -201,7 +201,7 @@ impl KubePeers {
                 }
             }
         });
-        Ok(peers)
+        peers
     }
 
     fn apply(&self, pod: &Pod, port: u16) {

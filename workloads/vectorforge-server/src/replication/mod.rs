@@ -47,16 +47,6 @@ pub struct ReplicationConfig {
     pub dir: PathBuf,
     /// This pod's own internal address, as others reach it.
     pub advertise: SocketAddr,
-    /// Raft timings; `None` for the pod defaults.
-    pub timings: Option<Timings>,
-}
-
-/// Raft timings (tests shorten them).
-#[derive(Clone, Copy, Debug)]
-pub struct Timings {
-    pub heartbeat: Duration,
-    pub election_min: Duration,
-    pub election_max: Duration,
 }
 
 /// Node id → Raft address through the pod watch.
@@ -120,14 +110,9 @@ impl Replication {
         let mut nc = NodeConfig::new(group, u64::from(cfg.ordinal), cfg.dir.clone());
         // a lost leader is replaced within ~1-2 s (the heartbeat also bounds one
         // AppendEntries call, follower fsync included)
-        let t = cfg.timings.unwrap_or(Timings {
-            heartbeat: Duration::from_millis(150),
-            election_min: Duration::from_millis(1000),
-            election_max: Duration::from_millis(2000),
-        });
-        nc.heartbeat = t.heartbeat;
-        nc.election_timeout_min = t.election_min;
-        nc.election_timeout_max = t.election_max;
+        nc.heartbeat = Duration::from_millis(150);
+        nc.election_timeout_min = Duration::from_millis(1000);
+        nc.election_timeout_max = Duration::from_millis(2000);
         let resolver = Arc::new(PeerResolver {
             peers,
             shard: cfg.shard,
@@ -222,7 +207,8 @@ impl Replication {
         self.node.metrics()
     }
 
-    /// Hands leadership away when this pod leads (before it stops), then stops Raft.
+    /// Stops Raft (a leader does not hand leadership away first: openraft 0.9 has no
+    /// transfer, so the others elect a new one after their election timeout).
     pub async fn shutdown(&self) {
         if let Err(e) = self.node.shutdown().await {
             tracing::warn!(error = %e, "stopping Raft");
@@ -243,13 +229,12 @@ impl Replication {
 /// membership equal to ordinals `0..replicas`.
 async fn upkeep(repl: Arc<Replication>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut bootstrapped = false;
     let mut leaderless_since: Option<Instant> = None;
     loop {
         tick.tick().await;
         let m = repl.metrics();
-        if !bootstrapped
-            && m.voters.is_empty()
+        // a group once bootstrapped always has voters
+        if m.voters.is_empty()
             && repl.cfg.ordinal == 0
             && let Some(members) = repl.members_resolvable()
         {
@@ -262,7 +247,6 @@ async fn upkeep(repl: Arc<Replication>) {
                 Err(e) => tracing::warn!(error = %e, "bootstrapping the shard's Raft group"),
             }
         }
-        bootstrapped |= !m.voters.is_empty();
         // readiness: a member with a known leader that applied what it has
         let member = m.voters.contains(&m.id) || m.learners.contains(&m.id);
         let applied = m.last_applied.unwrap_or(0) >= m.last_log_index.unwrap_or(0);

@@ -165,24 +165,14 @@ impl CollectionService {
         name: &str,
         w: Write,
     ) -> ServiceResult<u64> {
-        let local = self.local();
         if let Write::Upsert(points) = &w {
             // every shard has the same settings: check the whole batch here first, so
             // that a bad point rejects the batch before any shard applies a part
-            local.prepare(name, Write::Upsert(points.clone())).await?;
+            self.prepare(name, Write::Upsert(points.clone())).await?;
         }
         let parts = split(cl, w);
-        let replicated = self.is_replicated();
-        let calls = parts.into_iter().map(|(shard, part)| {
-            let local = local.clone();
-            async move {
-                let r = if replicated {
-                    local.write_to_leader(cl, name, shard, part).await
-                } else {
-                    local.write_to_shard(cl, name, shard, part).await
-                };
-                (shard, r)
-            }
+        let calls = parts.into_iter().map(|(shard, part)| async move {
+            (shard, self.write_to_leader(cl, name, shard, part).await)
         });
         let results = join_all(calls).await;
         let applied: Vec<u32> = results
@@ -211,7 +201,7 @@ impl CollectionService {
         Ok(op)
     }
 
-    /// A shard's part of a write with Raft: proposed on the shard's leader (this pod,
+    /// A shard's part of a write: proposed on the shard's leader (this pod,
     /// or the pod a `NotLeader` answer names), retried through an election for up to
     /// [`LEADER_WAIT`].
     async fn write_to_leader(
@@ -250,25 +240,6 @@ impl CollectionService {
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    /// A shard's part of a write without Raft (one pod per shard): applied here or by
-    /// the shard's pod.
-    async fn write_to_shard(
-        &self,
-        cl: &Arc<Cluster>,
-        name: &str,
-        shard: u32,
-        part: Write,
-    ) -> ServiceResult<u64> {
-        if shard == cl.shard() {
-            return self.local_write(name, part).await;
-        }
-        cl.call(shard, wire::write_to(name, part), |mut c, r| {
-            Box::pin(async move { c.write(r).await })
-        })
-        .await
-        .map(|w| w.operation_id)
     }
 
     /// The stored vector of `id` in vector space `using`, from its shard.
@@ -339,25 +310,19 @@ impl CollectionService {
             collection: name.to_owned(),
             searches: searches.iter().map(wire::search_to).collect(),
         };
-        let remote = cl.others().map(|shard| {
-            let msg = msg.clone();
-            async move {
-                let r = cl
-                    .call(shard, msg, |mut c, r| {
-                        Box::pin(async move { c.search(r).await })
-                    })
-                    .await?;
+        let local = self.local();
+        let (mine, theirs) = futures::join!(
+            local.search_all(name, searches),
+            cl.scatter(msg, |mut c, r| Box::pin(async move { c.search(r).await }))
+        );
+        let mut per_shard = vec![mine?];
+        for r in theirs? {
+            per_shard.push(
                 r.results
                     .into_iter()
                     .map(|h| wire::points_from(h.points))
-                    .collect::<ServiceResult<Vec<_>>>()
-            }
-        });
-        let local = self.local();
-        let (mine, theirs) = futures::join!(local.search_all(name, searches), join_all(remote));
-        let mut per_shard = vec![mine?];
-        for r in theirs {
-            per_shard.push(r?);
+                    .collect::<ServiceResult<Vec<_>>>()?,
+            );
         }
         let mut out = Vec::with_capacity(plans.len());
         for (i, (order, offset, limit, exclude)) in plans.into_iter().enumerate() {
@@ -390,14 +355,11 @@ impl CollectionService {
         vectors: VectorSelection,
     ) -> ServiceResult<Vec<PointOut>> {
         let parts = by_owner(cl, ids.clone());
-        let local = self.local();
         let calls = parts.into_iter().map(|(shard, part)| {
-            let (local, vectors) = (local.clone(), vectors.clone());
+            let vectors = vectors.clone();
             async move {
                 if shard == cl.shard() {
-                    return local
-                        .local_retrieve(name, part, with_payload, vectors)
-                        .await;
+                    return self.local_retrieve(name, part, with_payload, vectors).await;
                 }
                 let msg = pb::RetrieveRequest {
                     collection: name.to_owned(),
@@ -442,22 +404,13 @@ impl CollectionService {
             with_payload: ask.with_payload,
             vectors: Some(wire::selection_to(&ask.vectors)),
         };
-        let remote = cl.others().map(|shard| {
-            let msg = msg.clone();
-            async move {
-                let r = cl
-                    .call(shard, msg, |mut c, r| {
-                        Box::pin(async move { c.scroll(r).await })
-                    })
-                    .await?;
-                wire::points_from(r.points)
-            }
-        });
-        let local = self.local();
-        let (mine, theirs) = futures::join!(local.local_scroll(name, ask), join_all(remote));
+        let (mine, theirs) = futures::join!(
+            self.local_scroll(name, ask),
+            cl.scatter(msg, |mut c, r| Box::pin(async move { c.scroll(r).await }))
+        );
         let mut lists = vec![mine?.0];
-        for r in theirs {
-            lists.push(r?);
+        for r in theirs? {
+            lists.push(wire::points_from(r.points)?);
         }
         Ok(merge_pages(lists, limit))
     }
@@ -472,23 +425,11 @@ impl CollectionService {
             collection: name.to_owned(),
             filter_json: filter_json(&filter),
         };
-        let remote = cl.others().map(|shard| {
-            let msg = msg.clone();
-            async move {
-                cl.call(shard, msg, |mut c, r| {
-                    Box::pin(async move { c.count(r).await })
-                })
-                .await
-                .map(|r| r.count as usize)
-            }
-        });
-        let local = self.local();
-        let (mine, theirs) = futures::join!(local.local_count(name, filter), join_all(remote));
-        let mut n = mine?;
-        for r in theirs {
-            n += r?;
-        }
-        Ok(n)
+        let (mine, theirs) = futures::join!(
+            self.local_count(name, filter),
+            cl.scatter(msg, |mut c, r| Box::pin(async move { c.count(r).await }))
+        );
+        Ok(mine? + theirs?.iter().map(|r| r.count as usize).sum::<usize>())
     }
 
     pub(super) async fn cluster_describe(
@@ -499,23 +440,14 @@ impl CollectionService {
         let msg = pb::DescribeRequest {
             collection: name.to_owned(),
         };
-        let remote = cl.others().map(|shard| {
-            let msg = msg.clone();
-            async move {
-                let r = cl
-                    .call(shard, msg, |mut c, r| {
-                        Box::pin(async move { c.describe(r).await })
-                    })
-                    .await?;
-                wire::describe_from(r)
-            }
-        });
-        let local = self.local();
-        let (mine, theirs) = futures::join!(local.local_describe(name), join_all(remote));
+        let (mine, theirs) = futures::join!(
+            self.local_describe(name),
+            cl.scatter(msg, |mut c, r| Box::pin(async move { c.describe(r).await }))
+        );
         let mine = mine?;
         let mut parts = vec![(mine.info, mine.payload_schema)];
-        for r in theirs {
-            parts.push(r?);
+        for r in theirs? {
+            parts.push(wire::describe_from(r)?);
         }
         let (info, payload_schema) = merge_descriptions(parts);
         Ok(Description {

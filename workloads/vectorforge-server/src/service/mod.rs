@@ -166,11 +166,6 @@ impl CollectionService {
         v
     }
 
-    /// Whether the cluster's collection is written through Raft on this pod.
-    pub(super) fn is_replicated(&self) -> bool {
-        self.replication.is_some()
-    }
-
     /// This pod's own shard only: what answers shard-to-shard calls and serves the
     /// coordinator's local part.
     pub fn local(&self) -> CollectionService {
