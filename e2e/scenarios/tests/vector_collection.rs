@@ -90,25 +90,35 @@ async fn ready_pod(pods: &Api<Pod>, name: &str, not_uid: Option<&str>) -> (Strin
     .await
 }
 
-#[tokio::test]
-#[ignore = "needs a cluster with the operator and a node agent: make test-e2e"]
-async fn three_shards_spread_points_answer_from_any_pod_and_survive_a_pod_deletion() {
-    let client = client().await;
-    let ns = TestNs::create(&client, "shards").await;
-    let ns = ns.name.as_str();
+/// Creates VectorCollection `vecs` (8-d, Euclid) with `shards` × `replicas` pods in
+/// `ns` and waits until it is Ready; its API and the namespace's pods.
+async fn ready_collection(
+    client: &kube::Client,
+    ns: &str,
+    shards: i32,
+    replicas: i32,
+) -> (Api<VectorCollection>, Api<Pod>) {
     let vcs: Api<VectorCollection> = Api::namespaced(client.clone(), ns);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let vc: VectorCollection = serde_json::from_value(json!({
         "apiVersion": "modelhub.io/v1alpha1", "kind": "VectorCollection",
         "metadata": {"name": "vecs"},
-        "spec": {"dimension": DIM, "distance": "Euclid", "shards": 3, "replicas": 1,
-                 "storage": {"size": "64Mi"}}
+        "spec": {"dimension": DIM, "distance": "Euclid", "shards": shards,
+                 "replicas": replicas, "storage": {"size": "64Mi"}}
     }))
     .expect("vector collection");
     vcs.create(&PostParams::default(), &vc)
         .await
         .expect("create vc");
     wait_ready(&vcs, "vecs").await;
+    (vcs, Api::namespaced(client.clone(), ns))
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster with the operator and a node agent: make test-e2e"]
+async fn three_shards_spread_points_answer_from_any_pod_and_survive_a_pod_deletion() {
+    let client = client().await;
+    let ns = TestNs::create(&client, "shards").await;
+    let (_, pods) = ready_collection(&client, &ns.name, 3, 1).await;
     let mut ips = Vec::new();
     for s in 0..3 {
         ips.push(ready_pod(&pods, &format!("vecs-shard-{s}-0"), None).await.0);
@@ -173,20 +183,7 @@ async fn role(ip: &str) -> Option<String> {
 async fn a_replicated_shard_keeps_every_acknowledged_write_through_its_leader_pod_deletion() {
     let client = client().await;
     let ns = TestNs::create(&client, "raft").await;
-    let ns = ns.name.as_str();
-    let vcs: Api<VectorCollection> = Api::namespaced(client.clone(), ns);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let vc: VectorCollection = serde_json::from_value(json!({
-        "apiVersion": "modelhub.io/v1alpha1", "kind": "VectorCollection",
-        "metadata": {"name": "vecs"},
-        "spec": {"dimension": DIM, "distance": "Euclid", "shards": 2, "replicas": 3,
-                 "storage": {"size": "64Mi"}}
-    }))
-    .expect("vector collection");
-    vcs.create(&PostParams::default(), &vc)
-        .await
-        .expect("create vc");
-    wait_ready(&vcs, "vecs").await;
+    let (vcs, pods) = ready_collection(&client, &ns.name, 2, 3).await;
     let mut shard0 = Vec::new();
     for o in 0..3 {
         let name = format!("vecs-shard-0-{o}");
@@ -303,20 +300,7 @@ async fn a_replicated_shard_keeps_every_acknowledged_write_through_its_leader_po
 async fn scaling_a_collection_changes_its_raft_groups_without_restarting_a_pod() {
     let client = client().await;
     let ns = TestNs::create(&client, "scale").await;
-    let ns = ns.name.as_str();
-    let vcs: Api<VectorCollection> = Api::namespaced(client.clone(), ns);
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let vc: VectorCollection = serde_json::from_value(json!({
-        "apiVersion": "modelhub.io/v1alpha1", "kind": "VectorCollection",
-        "metadata": {"name": "vecs"},
-        "spec": {"dimension": DIM, "distance": "Euclid", "shards": 1, "replicas": 3,
-                 "storage": {"size": "64Mi"}}
-    }))
-    .expect("vector collection");
-    vcs.create(&PostParams::default(), &vc)
-        .await
-        .expect("create vc");
-    wait_ready(&vcs, "vecs").await;
+    let (vcs, pods) = ready_collection(&client, &ns.name, 1, 3).await;
     let mut before = Vec::new();
     for o in 0..3 {
         before.push(ready_pod(&pods, &format!("vecs-shard-0-{o}"), None).await);

@@ -239,11 +239,12 @@ fn acknowledged_writes_survive_kills_of_any_pod_under_concurrent_writers() {
                         k += 1;
                         let pts: Vec<Value> = (from..from + 10).map(point).collect();
                         let body = serde_json::to_vec(&json!({"points": pts})).unwrap();
-                        if let Ok((200, _)) = support::raw_to(
+                        if let Ok((200, _)) = support::request(
                             port,
                             "PUT",
                             "/collections/docs/points?wait=true",
-                            &body,
+                            Some(&body),
+                            &[],
                         ) {
                             acked.lock().unwrap().extend(from..from + 10);
                         }

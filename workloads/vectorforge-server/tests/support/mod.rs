@@ -142,45 +142,7 @@ impl Server {
         body: Option<&[u8]>,
         headers: &[(&str, &str)],
     ) -> std::io::Result<(u16, Vec<u8>)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.http_port))?;
-        s.set_read_timeout(Some(Duration::from_secs(120)))?;
-        let mut req =
-            format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n");
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        if let Some(b) = body {
-            req.push_str(&format!(
-                "content-type: application/json\r\ncontent-length: {}\r\n",
-                b.len()
-            ));
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes())?;
-        if let Some(b) = body {
-            // the server may answer (413) and close before the whole body is sent
-            let _ = s.write_all(b);
-        }
-        let mut out = Vec::new();
-        s.read_to_end(&mut out)?;
-        let split = out
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| std::io::Error::other("no header end"))?;
-        let head = String::from_utf8_lossy(&out[..split]).to_string();
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other("no status"))?;
-        let mut body = out[split + 4..].to_vec();
-        if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            body = dechunk(&body);
-        }
-        Ok((status, body))
+        request(self.http_port, method, path, body, headers)
     }
 
     /// A JSON request with an optional api key; returns (status, JSON body).
@@ -234,29 +196,53 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
-/// One HTTP/1.1 request with a JSON body to a loopback port (for threads that hold no
-/// [`Server`]); returns (status, body).
-pub fn raw_to(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+/// One HTTP/1.1 request to a loopback port (threads that hold no [`Server`] use it
+/// too); returns (status, body bytes).
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+    headers: &[(&str, &str)],
+) -> std::io::Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(b) = body {
+        req.push_str(&format!(
+            "content-type: application/json\r\ncontent-length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    if let Some(b) = body {
+        // the server may answer (413) and close before the whole body is sent
+        let _ = s.write_all(b);
+    }
     let mut out = Vec::new();
     s.read_to_end(&mut out)?;
     let split = out
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| std::io::Error::other("no header end"))?;
-    let status = String::from_utf8_lossy(&out[..split])
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let status: u16 = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| std::io::Error::other("no status"))?;
-    Ok((status, out[split + 4..].to_vec()))
+    let mut body = out[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    Ok((status, body))
 }
 
 unsafe extern "C" {
