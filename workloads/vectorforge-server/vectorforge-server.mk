@@ -12,8 +12,9 @@ VFS_BIN    := $(VF_TARGET)/debug/vectorforge
 vectorforge-server-build: ## debug build of the vectorforge server binary (what the Python tests start)
 	CARGO_TARGET_DIR=$(VF_TARGET) $(CARGO) build -p vectorforge-server
 
-test-vectorforge-server: venv vectorforge-server-build ## vectorforge-server: Rust tests + qdrant-client (REST) against the real binary
-	CARGO_TARGET_DIR=$(VF_TARGET) $(CARGO) test -p vectorforge-raft -p vectorforge-server
+# tests/backup.rs runs the S3-compatible server `make tools` builds (versitygw).
+test-vectorforge-server: venv vectorforge-server-build tools ## vectorforge-server: Rust tests (backups against a real S3 server) + qdrant-client (REST) against the real binary
+	VERSITYGW_BIN=$(TOOLS_BIN)/versitygw CARGO_TARGET_DIR=$(VF_TARGET) $(CARGO) test -p vectorforge-raft -p vectorforge-server
 	VECTORFORGE_BIN=$(VFS_BIN) $(PY) -m pytest -q $(VFS_DIR)/tests/python
 
 TEST_TARGETS += test-vectorforge-server

@@ -5,11 +5,13 @@
 //! `kubectl explain` shows. Cross-field rules are CEL expressions (`x_kube(validation)`),
 //! evaluated by the API server, so a bad spec is rejected before any controller sees it.
 
+pub mod backup;
 pub mod common;
 pub mod inference_service;
 pub mod traffic_policy;
 pub mod vector_collection;
 
+pub use backup::*;
 pub use common::*;
 pub use inference_service::*;
 pub use traffic_policy::*;

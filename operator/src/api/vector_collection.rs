@@ -8,7 +8,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::SecretKeyRef;
+use super::{BackupStatus, RestoreSource, S3Location, SecretKeyRef};
 
 /// Desired state of a vector collection.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -36,6 +36,7 @@ use super::SecretKeyRef;
     validation = Rule::new("self.metadata.name.size() <= 40").message("metadata.name must be at most 40 characters (shard StatefulSet names derive from it)"),
     validation = Rule::new("self.spec.quantization == 'None' || self.spec.distance != 'Manhattan'").message("quantization Int8 and Binary need Cosine, Dot or Euclid distance (vectorforge has no quantized Manhattan kernel)"),
     validation = Rule::new("!has(self.spec.quantizationQuantile) || self.spec.quantization == 'Int8'").message("quantizationQuantile applies to Int8 quantization only"),
+    validation = Rule::new("has(self.spec.restoreFrom) == has(oldSelf.spec.restoreFrom)").message("restoreFrom can only be set when the VectorCollection is created"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct VectorCollectionSpec {
@@ -49,9 +50,12 @@ pub struct VectorCollectionSpec {
     pub distance: Distance,
 
     /// Number of shards; points are spread over shards by a stable hash of their id.
-    /// Shrinking removes the highest shards and their StatefulSets.
+    /// Immutable: moving points to a new shard count (resharding) is not built yet; to
+    /// change it, create a new VectorCollection with `restoreFrom` a backup of this one
+    /// (a restore places every point by the new count).
     #[serde(default = "default_one")]
     #[schemars(range(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("shards is immutable: vectorforge cannot move points between shards of a running collection yet; create a new VectorCollection with restoreFrom a backup of this one to change the shard count"))]
     pub shards: i32,
 
     /// Replicas per shard (pods of one Raft group). Odd numbers tolerate (n-1)/2 failures.
@@ -99,6 +103,13 @@ pub struct VectorCollectionSpec {
     /// CPU and memory requests and limits of every vectorforge container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+
+    /// Start from a backup in an S3-compatible bucket: each shard's leader loads the
+    /// points of the backup that hash to it (the backup's shard count may differ)
+    /// before its pods turn Ready. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("restoreFrom is immutable"))]
+    pub restore_from: Option<RestoreSource>,
 
     /// Container image overriding the operator's default vectorforge image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -303,18 +314,24 @@ pub enum WalSync {
     Interval,
 }
 
-/// When snapshots are taken and how many are kept.
+/// When snapshots are taken, how many are kept and where they are backed up.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.s3) || has(self.schedule)").message("snapshots.s3 needs snapshots.schedule: the backups are the scheduled snapshots"))]
 pub struct SnapshotPolicy {
     /// Cron schedule (5 fields, UTC) for automatic snapshots; none when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^\\\\S+( \\\\S+){4}$')").message("snapshots.schedule must be a 5-field cron expression such as '0 */6 * * *'"))]
     pub schedule: Option<String>,
-    /// Number of snapshots kept per shard replica.
+    /// Number of scheduled snapshots kept per shard replica (on its volume), and of
+    /// backups kept in `s3`. Snapshots taken through the API are not counted.
     #[serde(default = "default_retention")]
     #[schemars(range(min = 1, max = 100))]
     pub retention: i32,
+    /// Upload every scheduled snapshot to this bucket (each shard's leader uploads its
+    /// shard's), keeping the newest `retention` backups there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Location>,
 }
 
 fn default_retention() -> i32 {
@@ -326,6 +343,7 @@ impl Default for SnapshotPolicy {
         Self {
             schedule: None,
             retention: default_retention(),
+            s3: None,
         }
     }
 }
@@ -359,6 +377,10 @@ pub struct VectorCollectionStatus {
     /// the operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub points: Option<i64>,
+    /// Complete backups in `durability.snapshots.s3`, newest first (reported by shard
+    /// 0's leader from the bucket).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<BackupStatus>,
     /// In-cluster address of the collection's REST API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
@@ -388,6 +410,17 @@ pub struct ShardStatus {
     /// Log entries the furthest-behind member lags the leader (reported by the leader).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<i64>,
+    /// With `restoreFrom`: the backup id the shard finished loading (reported by the
+    /// leader; the shard's pods stay unready until it is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<String>,
+    /// Why the shard's last attempt to restore failed (reported by the leader, which
+    /// retries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_error: Option<String>,
+    /// Id of the shard's newest backup upload (reported by the leader).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<String>,
 }
 
 #[cfg(test)]

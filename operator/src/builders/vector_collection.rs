@@ -24,7 +24,7 @@ use super::common::{
     self, Images, child_meta, downward_api_env, env, http_probe, port,
     restricted_container_security, restricted_pod_security,
 };
-use crate::api::{VectorCollection, WalSync};
+use crate::api::{S3Location, VectorCollection, WalSync};
 
 /// Workload name (`app.kubernetes.io/name`) of vectorforge pods.
 pub const WORKLOAD: &str = "vectorforge";
@@ -252,6 +252,17 @@ pub fn args(vc: &VectorCollection, index: i32) -> Vec<String> {
             .map(|i| i.to_string()),
         snapshot_schedule: spec.durability.snapshots.schedule.clone(),
         snapshot_retention: spec.durability.snapshots.retention,
+        backup: spec.durability.snapshots.s3.as_ref().map(s3_target),
+        restore: spec.restore_from.as_ref().map(|r| contract::RestoreArgs {
+            s3: s3_target(&r.s3),
+            namespace: r
+                .namespace
+                .clone()
+                .or_else(|| vc.namespace())
+                .unwrap_or_else(|| "default".to_owned()),
+            collection: r.collection.clone(),
+            backup: r.backup.clone(),
+        }),
         peer_selector: common::selector_string(&shard_selector(&vc.name_any(), index)),
         payload_indexes: spec
             .payload_indexes
@@ -260,6 +271,40 @@ pub fn args(vc: &VectorCollection, index: i32) -> Vec<String> {
             .collect(),
     }
     .to_args()
+}
+
+fn s3_target(s3: &S3Location) -> contract::S3Target {
+    contract::S3Target {
+        endpoint: s3.endpoint.clone(),
+        bucket: s3.bucket.clone(),
+        prefix: s3.prefix.clone(),
+        region: s3.region.clone(),
+    }
+}
+
+/// `VECTORFORGE_<WHAT>_S3_ACCESS_KEY_ID` / `..._SECRET_ACCESS_KEY` from the bucket's
+/// credentials Secret (keys `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`).
+fn s3_credentials_env(what: &str, s3: &S3Location, env_vars: &mut Vec<EnvVar>) {
+    let Some(secret) = &s3.credentials_secret else {
+        return;
+    };
+    for (var, key) in [
+        ("ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
+        ("SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+    ] {
+        env_vars.push(EnvVar {
+            name: format!("VECTORFORGE_{what}_S3_{var}"),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.clone(),
+                    key: key.to_owned(),
+                    optional: Some(false),
+                }),
+                ..EnvVarSource::default()
+            }),
+        });
+    }
 }
 
 fn container(vc: &VectorCollection, index: i32, images: &Images) -> Container {
@@ -278,6 +323,12 @@ fn container(vc: &VectorCollection, index: i32, images: &Images) -> Container {
                 ..EnvVarSource::default()
             }),
         });
+    }
+    if let Some(s3) = &vc.spec.durability.snapshots.s3 {
+        s3_credentials_env("BACKUP", s3, &mut env_vars);
+    }
+    if let Some(r) = &vc.spec.restore_from {
+        s3_credentials_env("RESTORE", &r.s3, &mut env_vars);
     }
     Container {
         name: WORKLOAD.to_owned(),

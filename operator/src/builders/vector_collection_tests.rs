@@ -211,3 +211,60 @@ fn building_is_deterministic() {
         build(&sample(), &Images::default())
     );
 }
+
+#[test]
+fn backups_and_restores_reach_the_pods_as_flags_and_secret_env() {
+    let c = vc(json!({
+        "dimension": 8, "distance": "Cosine", "shards": 2,
+        "durability": {"snapshots": {"schedule": "0 * * * *", "retention": 5, "s3": {
+            "endpoint": "http://s3.storage:7070", "bucket": "vc-backups", "prefix": "prod",
+            "credentialsSecret": "s3-creds"}}},
+        "restoreFrom": {"s3": {"bucket": "old", "region": "eu-west-1"}, "collection": "docs-v1"}
+    }));
+    let sts = &build(&c, &Images::default()).statefulsets[1];
+    let container = &sts
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
+    let args = container.args.clone().unwrap();
+    for want in [
+        "--snapshot-schedule=0 * * * *",
+        "--snapshot-retention=5",
+        "--backup-s3-endpoint=http://s3.storage:7070",
+        "--backup-s3-bucket=vc-backups",
+        "--backup-s3-prefix=prod",
+        "--backup-s3-region=us-east-1",
+        "--restore-s3-bucket=old",
+        "--restore-s3-region=eu-west-1",
+        // the source's namespace defaults to the collection's own
+        "--restore-source=ml/docs-v1",
+    ] {
+        assert!(
+            args.contains(&want.to_owned()),
+            "{want} missing from {args:?}"
+        );
+    }
+    assert!(!args.iter().any(|a| a.starts_with("--restore-backup")));
+    let env = container.env.clone().unwrap();
+    let from_secret = |name: &str| {
+        env.iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value_from.as_ref()?.secret_key_ref.clone())
+            .map(|s| (s.name, s.key))
+    };
+    assert_eq!(
+        from_secret("VECTORFORGE_BACKUP_S3_ACCESS_KEY_ID"),
+        Some(("s3-creds".into(), "AWS_ACCESS_KEY_ID".into()))
+    );
+    assert_eq!(
+        from_secret("VECTORFORGE_BACKUP_S3_SECRET_ACCESS_KEY"),
+        Some(("s3-creds".into(), "AWS_SECRET_ACCESS_KEY".into()))
+    );
+    // no credentials Secret: the pods' own AWS credentials, no env from a Secret
+    assert_eq!(from_secret("VECTORFORGE_RESTORE_S3_ACCESS_KEY_ID"), None);
+}

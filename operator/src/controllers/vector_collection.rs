@@ -30,6 +30,24 @@ async fn reconcile_inner(vc: Arc<VectorCollection>, ctx: Arc<Context>) -> Result
     let uid = vc.uid().ok_or(Error::MissingObjectKey("uid"))?;
     let name = vc.name_any();
     let client = &ctx.client;
+    if let Some(problem) = invalid_spec(&vc) {
+        // Nothing is applied: the pods keep the last good spec, and none crash-loops on
+        // a flag it cannot parse.
+        ctx.publish(
+            vc.as_ref(),
+            EventType::Warning,
+            "InvalidSpec",
+            "Validate",
+            problem.clone(),
+        )
+        .await;
+        let previous = vc.status.clone().unwrap_or_default();
+        let status = refused_status(&vc, problem, Timestamp::now());
+        if status != operator_owned(previous) {
+            patch_status(client, vc.as_ref(), &status).await?;
+        }
+        return Ok(Action::await_change());
+    }
     let children = build::build(&vc, &ctx.images);
 
     // Every child goes out at once (children unchanged since the last apply cost no
@@ -86,18 +104,56 @@ async fn reconcile_inner(vc: Arc<VectorCollection>, ctx: Arc<Context>) -> Result
 }
 
 /// The part of a status the operator writes: without the fields the collection's own
-/// pods report (`points`, each shard's `leader`, `members`, `points`, `lag`), which a forced server-side apply of
+/// pods report (`points`, `backups`, each shard's `leader`, `members`, `points`, `lag`,
+/// `restoredFrom`, `restoreError`, `lastBackup`), which a forced server-side apply of
 /// the whole status would otherwise take over from them. `shards` is a list keyed by
 /// `index`, so the operator and the pods each own their fields of one entry.
 pub fn operator_owned(mut status: VectorCollectionStatus) -> VectorCollectionStatus {
     status.points = None;
+    status.backups.clear();
     for shard in &mut status.shards {
         shard.leader = None;
         shard.members.clear();
         shard.points = None;
         shard.lag = None;
+        shard.restored_from = None;
+        shard.restore_error = None;
+        shard.last_backup = None;
     }
     status
+}
+
+/// What the API server's rules cannot check and the pods would fail on: a cron
+/// schedule that has five fields but does not parse (minute 99, 30 February).
+pub fn invalid_spec(vc: &VectorCollection) -> Option<String> {
+    let schedule = vc.spec.durability.snapshots.schedule.as_deref()?;
+    modelhub_contract::schedule::Schedule::parse(schedule)
+        .err()
+        .map(|e| format!("durability.snapshots.{e}; the collection keeps its last accepted spec"))
+}
+
+/// The operator's status of a spec it refuses: the previous one with Ready false.
+pub fn refused_status(
+    vc: &VectorCollection,
+    problem: String,
+    now: Timestamp,
+) -> VectorCollectionStatus {
+    let previous = operator_owned(vc.status.clone().unwrap_or_default());
+    VectorCollectionStatus {
+        observed_generation: vc.meta().generation,
+        conditions: conditions::merge(
+            &previous.conditions,
+            vec![Observed::new(
+                condition_type::READY,
+                false,
+                "InvalidSpec",
+                problem,
+            )],
+            vc.meta().generation,
+            now,
+        ),
+        ..previous
+    }
 }
 
 /// Status of `vc` given its shard StatefulSets as stored in the API: the fields the
@@ -152,7 +208,40 @@ pub fn compute_status(
             format!("{ready_shards}/{} shards ready", vc.spec.shards),
         )
     };
-    let progressing = if rolling {
+    // Shards still loading the backup of `restoreFrom` (their leaders report when done).
+    let restoring: Vec<String> = match &vc.spec.restore_from {
+        Some(_) => (0..vc.spec.shards)
+            .filter(|i| {
+                !previous
+                    .shards
+                    .iter()
+                    .any(|s| s.index == *i && s.restored_from.is_some())
+            })
+            .map(|i| i.to_string())
+            .collect(),
+        None => Vec::new(),
+    };
+    let restore_errors: Vec<String> = previous
+        .shards
+        .iter()
+        .filter(|s| s.restored_from.is_none())
+        .filter_map(|s| Some(format!("shard {}: {}", s.index, s.restore_error.as_ref()?)))
+        .collect();
+    let progressing = if !all_ready && !restoring.is_empty() {
+        let mut message = format!(
+            "shards loading the backup of {}: {}",
+            vc.spec
+                .restore_from
+                .as_ref()
+                .map(|r| r.collection.as_str())
+                .unwrap_or_default(),
+            restoring.join(", ")
+        );
+        if !restore_errors.is_empty() {
+            message.push_str(&format!(" (retrying: {})", restore_errors.join("; ")));
+        }
+        Observed::new(condition_type::PROGRESSING, true, "Restoring", message)
+    } else if rolling {
         Observed::new(
             condition_type::PROGRESSING,
             true,
@@ -205,6 +294,7 @@ pub fn compute_status(
         ready_shards,
         shards,
         points: None,
+        backups: Vec::new(),
         endpoint: vc
             .namespace()
             .map(|ns| format!("http://{}.{ns}.svc:{HTTP_PORT}", vc.name_any())),

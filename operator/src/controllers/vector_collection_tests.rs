@@ -115,3 +115,48 @@ fn statefulset_without_status_is_not_rolled_out() {
     let sts = build::build(&vc, &Images::default()).statefulsets.remove(0);
     assert!(!rolled_out(&sts, 1));
 }
+
+#[test]
+fn a_schedule_that_does_not_parse_is_refused_with_the_reason() {
+    let mut c = vc(1, 1);
+    c.spec.durability.snapshots.schedule = Some("0 */6 * * *".into());
+    assert_eq!(invalid_spec(&c), None);
+    c.spec.durability.snapshots.schedule = Some("99 * * * *".into());
+    let problem = invalid_spec(&c).expect("minute 99 refused");
+    assert!(problem.contains("\"99 * * * *\""), "{problem}");
+    let status = refused_status(&c, problem, Timestamp::now());
+    let ready = cond(&status, condition_type::READY);
+    assert_eq!(ready.status, "False");
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(
+        ready.message.contains("last accepted spec"),
+        "{}",
+        ready.message
+    );
+}
+
+#[test]
+fn a_restoring_collection_says_which_shards_are_loading() {
+    let mut c = vc(2, 1);
+    c.spec.restore_from = Some(
+        serde_json::from_value(json!({"s3": {"bucket": "old"}, "collection": "docs-v1"})).unwrap(),
+    );
+    c.status = Some(VectorCollectionStatus {
+        shards: vec![ShardStatus {
+            index: 0,
+            restored_from: Some("20261204T060000Z".into()),
+            ..ShardStatus::default()
+        }],
+        ..VectorCollectionStatus::default()
+    });
+    let status = compute_status(&c, &shard_sets(&c, &[1, 0]), Timestamp::now());
+    let progressing = cond(&status, condition_type::PROGRESSING);
+    assert_eq!(progressing.reason, "Restoring");
+    assert!(
+        progressing.message.ends_with("docs-v1: 1"),
+        "{}",
+        progressing.message
+    );
+    // what the pods report stays theirs
+    assert!(status.shards.iter().all(|s| s.restored_from.is_none()));
+}

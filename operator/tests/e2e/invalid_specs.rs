@@ -296,6 +296,11 @@ async fn immutable_fields_cannot_change() {
             json!({"spec": {"quantization": "Int8"}}),
             "quantization is immutable",
         ),
+        (json!({"spec": {"shards": 2}}), "shards is immutable"),
+        (
+            json!({"spec": {"restoreFrom": {"s3": {"bucket": "old"}, "collection": "a"}}}),
+            "restoreFrom can only be set when the VectorCollection is created",
+        ),
     ] {
         let err = vcs
             .patch("fixed", &PatchParams::default(), &Patch::Merge(&patch))
@@ -312,8 +317,10 @@ async fn immutable_fields_cannot_change() {
     vcs.patch(
         "fixed",
         &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"shards": 2}})),
+        &Patch::Merge(
+            json!({"spec": {"replicas": 3, "durability": {"snapshots": {"retention": 7}}}}),
+        ),
     )
     .await
-    .expect("shards are mutable");
+    .expect("replicas and retention are mutable");
 }

@@ -7,7 +7,9 @@
 //!   batching) and its flag form.
 //! - [`vectorforge`]: the args of a shard pod.
 //! - [`gateway`]: the args of a gateway pod.
+//! - [`schedule`]: cron schedules (snapshots), parsed the same way on both sides.
 
 pub mod gateway;
+pub mod schedule;
 pub mod tinyinfer;
 pub mod vectorforge;

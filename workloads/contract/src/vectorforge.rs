@@ -52,6 +52,12 @@ pub struct ShardArgs {
     /// Cron schedule of snapshots, when the spec has one.
     pub snapshot_schedule: Option<String>,
     pub snapshot_retention: i32,
+    /// Bucket the scheduled snapshots are uploaded to (`--backup-s3-*`); credentials
+    /// in `VECTORFORGE_BACKUP_S3_ACCESS_KEY_ID` / `..._SECRET_ACCESS_KEY`.
+    pub backup: Option<S3Target>,
+    /// Backup the collection starts from (`--restore-*`); credentials in
+    /// `VECTORFORGE_RESTORE_S3_ACCESS_KEY_ID` / `..._SECRET_ACCESS_KEY`.
+    pub restore: Option<RestoreArgs>,
     /// Label selector of the shard's pods (its Raft peers).
     pub peer_selector: String,
     /// Indexed payload fields: (field, type), the type as vectorforge names it.
@@ -91,6 +97,16 @@ impl ShardArgs {
         for (field, type_) in &self.payload_indexes {
             args.push(format!("--payload-index={field}={type_}"));
         }
+        if let Some(b) = &self.backup {
+            b.push_args("backup-s3", &mut args);
+        }
+        if let Some(r) = &self.restore {
+            r.s3.push_args("restore-s3", &mut args);
+            args.push(format!("--restore-source={}/{}", r.namespace, r.collection));
+            if let Some(id) = &r.backup {
+                args.push(format!("--restore-backup={id}"));
+            }
+        }
         args
     }
 
@@ -115,6 +131,23 @@ impl ShardArgs {
             wal_sync_interval: Some("100ms".into()),
             snapshot_schedule: Some("0 */6 * * *".into()),
             snapshot_retention: 3,
+            backup: Some(S3Target {
+                endpoint: Some("http://s3.storage:7070".into()),
+                bucket: "backups".into(),
+                prefix: Some("prod".into()),
+                region: "us-east-1".into(),
+            }),
+            restore: Some(RestoreArgs {
+                s3: S3Target {
+                    endpoint: None,
+                    bucket: "old-backups".into(),
+                    prefix: None,
+                    region: "eu-west-1".into(),
+                },
+                namespace: "ml".into(),
+                collection: "docs-v1".into(),
+                backup: Some("20261204T060000Z".into()),
+            }),
             peer_selector: "app.kubernetes.io/instance=docs,modelhub.io/shard=1".into(),
             payload_indexes: vec![
                 ("lang".into(), "keyword".into()),
@@ -122,6 +155,41 @@ impl ShardArgs {
             ],
         }
     }
+}
+
+/// An S3-compatible bucket as the `--<what>-endpoint/bucket/prefix/region` flags.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Target {
+    /// Server URL; unset: AWS S3.
+    pub endpoint: Option<String>,
+    pub bucket: String,
+    /// Key prefix (no leading or trailing `/`).
+    pub prefix: Option<String>,
+    pub region: String,
+}
+
+impl S3Target {
+    fn push_args(&self, flag: &str, args: &mut Vec<String>) {
+        if let Some(e) = &self.endpoint {
+            args.push(format!("--{flag}-endpoint={e}"));
+        }
+        args.push(format!("--{flag}-bucket={}", self.bucket));
+        if let Some(p) = &self.prefix {
+            args.push(format!("--{flag}-prefix={p}"));
+        }
+        args.push(format!("--{flag}-region={}", self.region));
+    }
+}
+
+/// The backup a collection starts from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RestoreArgs {
+    pub s3: S3Target,
+    /// Namespace and name of the VectorCollection the backup was taken of.
+    pub namespace: String,
+    pub collection: String,
+    /// Backup id; unset: the newest complete one.
+    pub backup: Option<String>,
 }
 
 #[cfg(test)]
@@ -135,13 +203,20 @@ mod tests {
         assert!(all.contains(&"--wal-sync-interval=100ms".to_owned()));
         assert!(all.contains(&"--snapshot-schedule=0 */6 * * *".to_owned()));
         assert!(all.contains(&"--payload-index=meta.views=integer".to_owned()));
+        assert!(all.contains(&"--backup-s3-endpoint=http://s3.storage:7070".to_owned()));
+        assert!(all.contains(&"--restore-source=ml/docs-v1".to_owned()));
+        assert!(!all.iter().any(|a| a.starts_with("--restore-s3-endpoint")));
         args.wal_sync_interval = None;
         args.snapshot_schedule = None;
         args.payload_indexes.clear();
+        args.backup = None;
+        args.restore = None;
         let some = args.to_args();
-        assert_eq!(some.len(), all.len() - 4);
+        assert_eq!(some.len(), all.len() - 4 - 4 - 4);
         assert!(!some.iter().any(|a| a.starts_with("--wal-sync-interval")
             || a.starts_with("--snapshot-schedule")
-            || a.starts_with("--payload-index")));
+            || a.starts_with("--payload-index")
+            || a.starts_with("--backup-")
+            || a.starts_with("--restore-")));
     }
 }

@@ -9,6 +9,7 @@
 //! maintenance, shutdown).
 
 pub mod auth;
+pub mod backup;
 pub mod cluster;
 pub mod error;
 pub mod grpc;

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use modelhub_contract::schedule::Schedule;
 use vectorforge::{HnswConfig, PayloadSchemaType, Quantization, SyncPolicy};
+use vectorforge_server::backup::bucket::S3Config;
+use vectorforge_server::backup::{BackupSettings, RestoreConfig};
 use vectorforge_server::cluster::peers::ordinal_of;
 use vectorforge_server::params::{VectorParams, parse_distance};
 use vectorforge_server::server::{Bootstrap, ClusterSetup, PeerDiscovery, ServerConfig};
@@ -84,8 +87,7 @@ struct Cli {
     /// all shards, the pods of a shard form a Raft group, and they find each other
     /// through the Kubernetes API (`--peer-selector`, in `$POD_NAMESPACE`; the group's
     /// size then follows the VectorCollection's `spec.replicas`) or `--peer` (the size
-    /// is `--replicas`). Shard-to-shard calls and Raft use `--raft-port`. Snapshot
-    /// schedule and retention are accepted and logged (not acted on yet).
+    /// is `--replicas`). Shard-to-shard calls and Raft use `--raft-port`.
     #[arg(long)]
     shard: Option<u32>,
     #[arg(long)]
@@ -117,13 +119,140 @@ struct Cli {
     /// This pod's namespace (downward API), where its peers are watched.
     #[arg(long, env = "POD_NAMESPACE")]
     pod_namespace: Option<String>,
+    /// Cron schedule (5 fields, UTC; a leading seconds field is allowed) of archives of
+    /// the start collection, kept as `<collection>-scheduled-<id>.snapshot`.
     #[arg(long)]
     snapshot_schedule: Option<String>,
+    /// Scheduled archives kept on this pod, and backups per shard in the bucket.
     #[arg(long)]
     snapshot_retention: Option<u32>,
+    /// Bucket every scheduled archive is uploaded to (by the shard's leader).
+    #[command(flatten)]
+    backup: BackupBucketArgs,
+    /// Bucket, source collection (`NAMESPACE/NAME`) and backup id (default: the newest
+    /// complete one) the start collection is restored from before the pod turns Ready.
+    #[command(flatten)]
+    restore: RestoreArgs,
     /// Log format: text or json.
     #[arg(long, env = "VECTORFORGE_LOG_FORMAT", default_value = "text")]
     log_format: modelhub_telemetry::LogFormat,
+}
+
+#[derive(clap::Args, Debug, Default)]
+struct BackupBucketArgs {
+    /// S3-compatible server URL (unset: AWS S3).
+    #[arg(long)]
+    backup_s3_endpoint: Option<String>,
+    #[arg(long)]
+    backup_s3_bucket: Option<String>,
+    /// Key prefix in the bucket.
+    #[arg(long)]
+    backup_s3_prefix: Option<String>,
+    #[arg(long, default_value = "us-east-1")]
+    backup_s3_region: String,
+    #[arg(
+        long,
+        env = "VECTORFORGE_BACKUP_S3_ACCESS_KEY_ID",
+        hide_env_values = true
+    )]
+    backup_s3_access_key_id: Option<String>,
+    #[arg(
+        long,
+        env = "VECTORFORGE_BACKUP_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    backup_s3_secret_access_key: Option<String>,
+}
+
+#[derive(clap::Args, Debug, Default)]
+struct RestoreArgs {
+    #[arg(long)]
+    restore_s3_endpoint: Option<String>,
+    #[arg(long)]
+    restore_s3_bucket: Option<String>,
+    #[arg(long)]
+    restore_s3_prefix: Option<String>,
+    #[arg(long, default_value = "us-east-1")]
+    restore_s3_region: String,
+    #[arg(
+        long,
+        env = "VECTORFORGE_RESTORE_S3_ACCESS_KEY_ID",
+        hide_env_values = true
+    )]
+    restore_s3_access_key_id: Option<String>,
+    #[arg(
+        long,
+        env = "VECTORFORGE_RESTORE_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    restore_s3_secret_access_key: Option<String>,
+    /// `NAMESPACE/NAME` of the VectorCollection the backup was taken of.
+    #[arg(long)]
+    restore_source: Option<String>,
+    #[arg(long)]
+    restore_backup: Option<String>,
+}
+
+/// Schedule, retention, upload bucket and restore source from the flags.
+fn backup_settings(cli: &Cli) -> anyhow::Result<Option<BackupSettings>> {
+    let schedule = cli
+        .snapshot_schedule
+        .as_deref()
+        .map(Schedule::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--snapshot-schedule: {e}"))?;
+    let b = &cli.backup;
+    let upload = b.backup_s3_bucket.as_ref().map(|bucket| S3Config {
+        endpoint: b.backup_s3_endpoint.clone(),
+        bucket: bucket.clone(),
+        prefix: b.backup_s3_prefix.clone(),
+        region: b.backup_s3_region.clone(),
+        access_key_id: b.backup_s3_access_key_id.clone(),
+        secret_access_key: b.backup_s3_secret_access_key.clone(),
+    });
+    if upload.is_some() && schedule.is_none() {
+        anyhow::bail!(
+            "--backup-s3-bucket needs --snapshot-schedule (backups are the scheduled snapshots)"
+        );
+    }
+    let r = &cli.restore;
+    let restore = match (&r.restore_s3_bucket, &r.restore_source) {
+        (None, None) => None,
+        (Some(bucket), Some(source)) => {
+            let (namespace, collection) = source
+                .split_once('/')
+                .filter(|(n, c)| !n.is_empty() && !c.is_empty())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--restore-source={source}: expected NAMESPACE/NAME")
+                })?;
+            Some(RestoreConfig {
+                s3: S3Config {
+                    endpoint: r.restore_s3_endpoint.clone(),
+                    bucket: bucket.clone(),
+                    prefix: r.restore_s3_prefix.clone(),
+                    region: r.restore_s3_region.clone(),
+                    access_key_id: r.restore_s3_access_key_id.clone(),
+                    secret_access_key: r.restore_s3_secret_access_key.clone(),
+                },
+                namespace: namespace.to_owned(),
+                collection: collection.to_owned(),
+                backup: r.restore_backup.clone(),
+            })
+        }
+        _ => anyhow::bail!("a restore needs both --restore-s3-bucket and --restore-source"),
+    };
+    if restore.is_some() && cli.collection.is_none() {
+        anyhow::bail!("a restore needs the start collection (--collection, --dimension)");
+    }
+    if schedule.is_none() && restore.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(BackupSettings {
+        schedule,
+        retention: cli.snapshot_retention.unwrap_or(3).max(1) as usize,
+        upload,
+        restore,
+    }))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -266,6 +395,17 @@ fn config(cli: &Cli) -> anyhow::Result<ServerConfig> {
     } else {
         None
     };
+    let backup = backup_settings(cli)?;
+    if backup.as_ref().is_some_and(|b| b.restore.is_some())
+        && let Some(c) = &cluster
+        && matches!(c.peers, PeerDiscovery::Static(_))
+        && c.replicas > 1
+    {
+        // followers learn that the restore is done from the VectorCollection's status
+        anyhow::bail!(
+            "a restore with several replicas per shard needs the Kubernetes API (--peer-selector), not --peer"
+        );
+    }
     Ok(ServerConfig {
         data_dir: cli.data_dir.clone(),
         http_addr: SocketAddr::new(cli.host, cli.http_port),
@@ -278,6 +418,11 @@ fn config(cli: &Cli) -> anyhow::Result<ServerConfig> {
         request_timeout: cli.request_timeout,
         snapshot_every_ops: cli.snapshot_every_ops.max(1),
         bootstrap,
+        backup,
+        namespace: cli
+            .pod_namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
         cluster,
     })
 }
@@ -299,7 +444,6 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        tracing::debug!(raft_port = ?cli.raft_port, peer_selector = ?cli.peer_selector, snapshot_schedule = ?cli.snapshot_schedule, snapshot_retention = ?cli.snapshot_retention, "distribution flags");
         let result = match config(&cli) {
             Ok(cfg) => vectorforge_server::server::run(cfg).await,
             Err(e) => Err(e),

@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use vectorforge::{HnswConfig, PayloadSchemaType, SyncPolicy};
 
 use crate::auth::ApiKey;
+use crate::backup::{BackupConfig, BackupSettings, BackupState};
 use crate::cluster::peers::{KubePeers, PeerSource, StaticPeers, collection_selector};
 use crate::cluster::rpc::ShardRpc;
 use crate::cluster::{Cluster, ClusterConfig};
@@ -47,6 +48,10 @@ pub struct ServerConfig {
     /// Snapshot a collection once this many operations followed its last snapshot.
     pub snapshot_every_ops: u64,
     pub bootstrap: Option<Bootstrap>,
+    /// Scheduled snapshots, backups and the restore of the bootstrap collection.
+    pub backup: Option<BackupSettings>,
+    /// Namespace of the pod's VectorCollection (backup object keys).
+    pub namespace: String,
     /// This pod's place in a distributed collection (the bootstrap collection).
     pub cluster: Option<ClusterSetup>,
 }
@@ -217,9 +222,11 @@ async fn index_upkeep(service: CollectionService, repl: Arc<Replication>, b: Boo
     }
 }
 
-/// With replication: `/readyz` follows the pod's place in its shard's group.
+/// `/readyz` follows the pod's place in its shard's group (with replication) and waits
+/// for a restore to be done.
 async fn readiness(
-    repl: Arc<Replication>,
+    repl: Option<Arc<Replication>>,
+    backups: Arc<BackupState>,
     ready: Arc<AtomicBool>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -229,7 +236,8 @@ async fn readiness(
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        ready.store(repl.ready(), Ordering::Release);
+        let member = repl.as_ref().is_none_or(|r| r.ready());
+        ready.store(member && !backups.restore_pending(), Ordering::Release);
     }
 }
 
@@ -406,9 +414,55 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
         cfg.snapshot_every_ops,
         stop_rx.clone(),
     ));
-    match &replication {
-        Some(repl) => {
-            tokio::spawn(readiness(repl.clone(), ready.clone(), stop_rx.clone()));
+    let backup_cfg = match (&cfg.backup, &cfg.bootstrap) {
+        (Some(b), Some(start)) => Some(Arc::new(BackupConfig {
+            collection: start.name.clone(),
+            namespace: cfg.namespace.clone(),
+            shard: cfg.cluster.as_ref().map_or(0, |c| c.shard),
+            shards: cfg.cluster.as_ref().map_or(1, |c| c.shards),
+            schedule: b.schedule.clone(),
+            retention: b.retention,
+            upload: b.upload.clone(),
+            restore: b.restore.clone(),
+        })),
+        (Some(_), None) => {
+            tracing::warn!("snapshot schedule without a start collection (--collection): ignored");
+            None
+        }
+        _ => None,
+    };
+    let backups = Arc::new(BackupState::new(
+        backup_cfg.as_ref().is_some_and(|b| b.restore.is_some()),
+    ));
+    tokio::spawn(readiness(
+        replication.clone(),
+        backups.clone(),
+        ready.clone(),
+        stop_rx.clone(),
+    ));
+    if let Some(bc) = &backup_cfg {
+        tokio::spawn(crate::backup::run_schedule(
+            st.service.clone(),
+            bc.clone(),
+            backups.clone(),
+            replication.clone(),
+        ));
+        if bc.restore.is_some() {
+            let marker = crate::backup::restore::marker_path(
+                &cfg.data_dir.join("raft").join(&bc.collection),
+            );
+            tokio::spawn(crate::backup::restore::run_restore(
+                st.service.clone(),
+                bc.clone(),
+                backups.clone(),
+                replication.clone(),
+                marker,
+                kube_client.is_some(),
+            ));
+        }
+    }
+    if let Some(repl) = &replication {
+        {
             if let Some(setup) = &cfg.cluster
                 && let Some(client) = &kube_client
                 && let PeerDiscovery::Kube { namespace, .. } = &setup.peers
@@ -421,23 +475,24 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
                     shard: setup.shard,
                     pod_prefix: format!("{prefix}-"),
                 };
-                tokio::spawn(crate::status::follow_replicas(
+                tokio::spawn(crate::status::follow_spec(
                     client.clone(),
                     target.clone(),
                     repl.clone(),
+                    backups.clone(),
                 ));
                 tokio::spawn(crate::status::report(
                     client.clone(),
                     target,
                     st.service.clone(),
                     repl.clone(),
+                    backups.clone(),
                 ));
             }
             if let Some(b) = cfg.bootstrap.clone() {
                 tokio::spawn(index_upkeep(st.service.clone(), repl.clone(), b));
             }
         }
-        None => ready.store(true, Ordering::Release),
     }
     let (r, g) = tokio::join!(rest_srv, grpc_srv);
     r.context("REST server")?;

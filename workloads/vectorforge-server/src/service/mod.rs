@@ -88,7 +88,7 @@ pub struct CollectionService {
 }
 
 /// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ServiceResult<T> + Send + 'static,
 ) -> ServiceResult<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {

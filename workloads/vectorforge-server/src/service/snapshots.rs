@@ -105,12 +105,24 @@ impl CollectionService {
 
     /// Writes a new archive of the collection.
     pub async fn create_snapshot(&self, name: &str) -> ServiceResult<SnapshotInfo> {
+        let stamp = chrono::Utc::now().format("%Y-%m-%d-%H-%M-%S-%6f");
+        self.write_snapshot(name, format!("{name}-{stamp}{EXT}"))
+            .await
+            .map(|(info, _)| info)
+    }
+
+    /// Writes a new archive of the collection named `file` (ending in `.snapshot`);
+    /// returns it and its path. An existing archive of that name is replaced.
+    pub async fn write_snapshot(
+        &self,
+        name: &str,
+        file: String,
+    ) -> ServiceResult<(SnapshotInfo, PathBuf)> {
         let c = self.collection(name)?;
+        let path = self.snapshot_path(name, &file)?;
         let dir = self.registry.snapshots_dir(name);
         blocking(move || {
             std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-            let stamp = chrono::Utc::now().format("%Y-%m-%d-%H-%M-%S-%6f");
-            let path = dir.join(format!("{}-{stamp}{EXT}", c.name()));
             let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4()));
             let made = c.archive(&tmp).and_then(|_| {
                 let sum = sha256_file(&tmp)?;
@@ -124,9 +136,33 @@ impl CollectionService {
                 return Err(e);
             }
             tracing::info!(collection = c.name(), snapshot = %path.display(), "snapshot archive written");
-            describe(&path)
+            describe(&path).map(|info| (info, path))
         })
         .await
+    }
+
+    /// Deletes the archives of a collection whose names start with `prefix`, but the
+    /// newest `keep` of them (names sort by time); returns the names deleted.
+    pub async fn prune_snapshots(
+        &self,
+        name: &str,
+        prefix: &str,
+        keep: usize,
+    ) -> ServiceResult<Vec<String>> {
+        let mut old: Vec<String> = self
+            .list_snapshots(name)
+            .await?
+            .into_iter()
+            .filter_map(|s| s.name)
+            .filter(|n| n.starts_with(prefix))
+            .collect();
+        old.sort();
+        old.reverse();
+        let old: Vec<String> = old.into_iter().skip(keep).collect();
+        for snap in &old {
+            self.delete_snapshot(name, snap).await?;
+        }
+        Ok(old)
     }
 
     /// The archives of a collection, by name.

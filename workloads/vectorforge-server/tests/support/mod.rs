@@ -7,10 +7,12 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+pub mod s3;
 
 /// A loopback port nobody listens on. Taken from below the kernel's ephemeral range
 /// (32768 and up), one after another per test process: a port the kernel hands to
@@ -42,19 +44,34 @@ pub struct Server {
 impl Server {
     /// Starts the binary on `data_dir` with extra flags and waits until /readyz is 200.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
-        let mut s = Server {
+        let mut s = Server::new(data_dir, extra);
+        s.spawn();
+        s
+    }
+
+    /// Starts the binary and waits only until it answers /healthz (it may stay unready).
+    pub fn launch(data_dir: &Path, extra: &[&str]) -> Server {
+        let mut s = Server::new(data_dir, extra);
+        s.spawn_with("/healthz");
+        s
+    }
+
+    fn new(data_dir: &Path, extra: &[&str]) -> Server {
+        Server {
             http_port: free_port(),
             grpc_port: free_port(),
             data_dir: data_dir.to_path_buf(),
             args: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
             log: data_dir.with_extension("log"),
-        };
-        s.spawn();
-        s
+        }
     }
 
     fn spawn(&mut self) {
+        self.spawn_with("/readyz");
+    }
+
+    fn spawn_with(&mut self, probe: &str) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -67,7 +84,8 @@ impl Server {
             .arg(format!("--grpc-port={}", self.grpc_port))
             .args(&self.args)
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            // tracing writes to stdout
+            .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
             .expect("start vectorforge");
@@ -79,12 +97,12 @@ impl Server {
             {
                 panic!("vectorforge exited early ({status}):\n{}", self.logs());
             }
-            if let Ok((200, _)) = self.raw("GET", "/readyz", None, &[]) {
+            if let Ok((200, _)) = self.raw("GET", probe, None, &[]) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("vectorforge not ready in 60 s:\n{}", self.logs());
+        panic!("vectorforge: {probe} not 200 in 60 s:\n{}", self.logs());
     }
 
     pub fn logs(&self) -> String {
