@@ -6,6 +6,7 @@
 # node agent, tinyinfer, gateway) to be built, and libonnxruntime.so beside tinyinfer
 # (the Makefile's test-e2e does all of it).
 # Usage: run.sh <bin-dir> <node-agent-state-dir> <tinyinfer-models-dir>
+#   (E2E_TEST=<file stem under tests/> runs that file's scenarios only)
 set -euo pipefail
 bin_dir=$1 agent_state=$2 models=$3
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -45,7 +46,7 @@ agent_down
 echo "==> running the scenarios"
 status=0
 NODE_AGENT_STATE=$agent_state TINYINFER_MODELS_DIR=$models \
-  "$cargo" test -p modelhub-e2e -- --ignored --test-threads=2 || status=$?
+  "$cargo" test -p modelhub-e2e ${E2E_TEST:+--test "$E2E_TEST"} -- --ignored --test-threads=2 || status=$?
 
 operator_rbac_denials "$log" || status=1
 stop_operator_cleanly "$log" || status=1

@@ -1,11 +1,13 @@
 //! Prometheus metrics of the server: REST and gRPC requests by route and status with
 //! latency histograms, and per-collection gauges (points, vectors, unindexed vectors,
-//! bytes on disk, operations since the last snapshot) refreshed at scrape time.
+//! bytes on disk, operations since the last snapshot) refreshed at scrape time; scheduled
+//! snapshots and backup uploads by result, and the time of the last good backup.
 
 use std::time::Duration;
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry as PromRegistry,
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry as PromRegistry,
 };
 
 use crate::registry::Registry;
@@ -21,6 +23,8 @@ pub struct Metrics {
     unindexed: IntGaugeVec,
     disk_bytes: IntGaugeVec,
     wal_lag: IntGaugeVec,
+    backups: IntCounterVec,
+    last_backup: IntGauge,
 }
 
 const BUCKETS: [f64; 14] = [
@@ -79,8 +83,21 @@ impl Metrics {
             "vectorforge_collection_wal_lag_operations",
             "operations since the newest snapshot (replayed from the WAL on restart)",
         )?;
+        let backups = IntCounterVec::new(
+            Opts::new(
+                "vectorforge_backups_total",
+                "scheduled snapshots (step=snapshot) and their uploads (step=upload) by result",
+            ),
+            &["step", "result"],
+        )?;
+        let last_backup = IntGauge::new(
+            "vectorforge_backup_last_success_timestamp_seconds",
+            "when this pod last finished a scheduled snapshot (and its upload, as the leader)",
+        )?;
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(backups.clone()),
+            Box::new(last_backup.clone()),
             Box::new(http_latency.clone()),
             Box::new(grpc_requests.clone()),
             Box::new(grpc_latency.clone()),
@@ -103,6 +120,8 @@ impl Metrics {
             unindexed,
             disk_bytes,
             wal_lag,
+            backups,
+            last_backup,
         })
     }
 
@@ -122,6 +141,17 @@ impl Metrics {
         self.grpc_latency
             .with_label_values(&[method])
             .observe(took.as_secs_f64());
+    }
+
+    /// One scheduled snapshot or upload finished (`ok`) or failed.
+    pub fn observe_backup(&self, step: &str, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.backups.with_label_values(&[step, result]).inc();
+    }
+
+    /// A scheduled snapshot and (when this pod uploads) its upload succeeded.
+    pub fn backup_done(&self) {
+        self.last_backup.set(chrono::Utc::now().timestamp());
     }
 
     /// Refreshes the per-collection gauges (deleted collections drop out).

@@ -365,7 +365,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
     };
     let grpc_state = GrpcState {
         service,
-        metrics,
+        metrics: metrics.clone(),
         api_key,
         request_timeout: cfg.request_timeout,
         max_message_bytes: cfg.max_body_bytes,
@@ -446,6 +446,7 @@ pub async fn run(cfg: ServerConfig) -> anyhow::Result<()> {
             bc.clone(),
             backups.clone(),
             replication.clone(),
+            metrics.clone(),
         ));
         if bc.restore.is_some() {
             let marker = crate::backup::restore::marker_path(

@@ -182,6 +182,16 @@ fn scheduled_backups_restore_into_any_shard_count_and_corruption_is_refused() {
         assert!(!local.is_empty());
     }
 
+    let metrics =
+        String::from_utf8(source[0].raw("GET", "/metrics", None, &[]).unwrap().1).unwrap();
+    for want in [
+        "vectorforge_backups_total{result=\"ok\",step=\"snapshot\"}",
+        "vectorforge_backups_total{result=\"ok\",step=\"upload\"}",
+        "vectorforge_backup_last_success_timestamp_seconds",
+    ] {
+        assert!(metrics.contains(want), "{want} missing from /metrics");
+    }
+
     // The source stops (its backups would roll over the ones restored from).
     drop(source);
     let full = complete_with_all(&s3).expect("a complete backup");

@@ -19,6 +19,7 @@ use std::time::Duration;
 use modelhub_contract::schedule::Schedule;
 use parking_lot::Mutex;
 
+use crate::metrics::Metrics;
 use crate::replication::Replication;
 use crate::service::CollectionService;
 use bucket::{Bucket, Manifest, S3Config};
@@ -143,6 +144,7 @@ pub async fn run_schedule(
     cfg: Arc<BackupConfig>,
     state: Arc<BackupState>,
     repl: Option<Arc<Replication>>,
+    metrics: Arc<Metrics>,
 ) {
     let Some(schedule) = cfg.schedule.clone() else {
         return;
@@ -179,8 +181,19 @@ pub async fn run_schedule(
             continue; // nothing of this collection's own to keep yet
         }
         let id = backup_id(next);
-        if let Err(e) = snapshot_once(&service, &cfg, &state, &repl, bucket.as_ref(), &id).await {
-            tracing::error!(backup = id, error = %e, "scheduled snapshot");
+        match snapshot_once(
+            &service,
+            &cfg,
+            &state,
+            &repl,
+            bucket.as_ref(),
+            &id,
+            &metrics,
+        )
+        .await
+        {
+            Ok(()) => metrics.backup_done(),
+            Err(e) => tracing::error!(backup = id, error = %e, "scheduled snapshot"),
         }
     }
 }
@@ -192,14 +205,17 @@ async fn snapshot_once(
     repl: &Option<Arc<Replication>>,
     bucket: Option<&Bucket>,
     id: &str,
+    metrics: &Metrics,
 ) -> crate::error::ServiceResult<()> {
     let local = service.local();
     let name = &cfg.collection;
     let prefix = scheduled_prefix(name);
     let points = local.count(name, None).await? as u64;
-    let (info, path) = local
+    let written = local
         .write_snapshot(name, format!("{prefix}{id}.snapshot"))
-        .await?;
+        .await;
+    metrics.observe_backup("snapshot", written.is_ok());
+    let (info, path) = written?;
     let pruned = local.prune_snapshots(name, &prefix, cfg.retention).await?;
     tracing::info!(backup = id, bytes = info.size, pruned = ?pruned, "scheduled snapshot");
     let Some(bucket) = bucket.filter(|_| is_leader(repl)) else {
@@ -219,7 +235,9 @@ async fn snapshot_once(
         dimension: vector.map_or(0, |v| v.size),
         distance: vector.map_or_else(String::new, |v| format!("{:?}", v.distance)),
     };
-    bucket.upload(&path, &manifest).await?;
+    let uploaded = bucket.upload(&path, &manifest).await;
+    metrics.observe_backup("upload", uploaded.is_ok());
+    uploaded?;
     *state.last_backup.lock() = Some(id.to_owned());
     let removed = bucket.prune(cfg.shard, cfg.retention).await?;
     tracing::info!(backup = id, bucket = ?bucket, removed = ?removed, "backup uploaded");
