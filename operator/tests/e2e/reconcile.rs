@@ -175,29 +175,24 @@ async fn vector_collection_sample_reconciles_scales_and_is_garbage_collected() {
     })
     .await;
 
-    // Growing then shrinking shards: the orphaned shard StatefulSet, Service and PDB go.
-    vcs.patch(
-        "docs",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"shards": 3}})),
-    )
-    .await
-    .expect("grow shards");
-    wait_exists(&sts, "docs-shard-2").await;
-    vcs.patch(
-        "docs",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"shards": 1}})),
-    )
-    .await
-    .expect("shrink shards");
-    wait_gone(&sts, "docs-shard-2").await;
-    wait_gone(&sts, "docs-shard-1").await;
-    wait_gone(&svcs, "docs-shard-1").await;
+    // The shard count is refused by the API server (no resharding yet), the rest stays.
+    let err = vcs
+        .patch(
+            "docs",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"shards": 3}})),
+        )
+        .await
+        .expect_err("shards changed");
+    assert!(err.to_string().contains("shards is immutable"), "{err}");
+    // One replica per shard: the budgets (nothing to protect) are deleted as orphans.
+    let (ok, out) = kubectl(&["-n", &ns, "scale", "vc/docs", "--replicas=1"]);
+    assert!(ok, "{out}");
+    wait_gone(&pdbs, "docs-shard-0").await;
     wait_gone(&pdbs, "docs-shard-1").await;
     assert_eq!(
         sorted_names(sts.list(&ListParams::default()).await.unwrap()),
-        ["docs-shard-0"]
+        ["docs-shard-0", "docs-shard-1"]
     );
 
     // Deleting the collection garbage-collects every child (controller-manager's GC).
